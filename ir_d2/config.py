@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+"""
+Config keys of ir_d2.
+
+``add_ir_config(cfg)`` adds every key the package reads to a detectron2 config; call it before
+``cfg.merge_from_file``. It only adds keys (new subtrees are ``CN()``) and never changes a value
+of detectron2's own defaults, so a plain detectron2 config behaves the same after it.
+
+The keys are grouped by the part of the package that reads them, one function per group.
+"""
+
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_ir_config"]
+
+
+def add_ir_config(cfg):
+    """
+    Add the ir_d2 config keys to ``cfg`` (in place). Calling it twice is harmless.
+    """
+    if "BNSA" in cfg.MODEL:  # already added
+        return cfg
+    _add_bnsa_config(cfg)
+    _add_roi_heads_config(cfg)
+    _add_data_config(cfg)
+    _add_irstd_config(cfg)
+    _add_sirst5k_config(cfg)
+    _add_solver_config(cfg)
+    _add_test_config(cfg)
+    return cfg
+
+
+def _add_bnsa_config(cfg):
+    """Bottleneck Squeeze-and-Attention backbone (Wang & Ren 2025, sec. 3.2)."""
+    cfg.MODEL.BNSA = CN()
+    # ResNet outputs that pass through their own BNSA block before the FPN (any of res2..res5).
+    cfg.MODEL.BNSA.STAGES = ["res3", "res4"]
+    # Norm inside the BNSA block: "BN", "GN", "SyncBN", "FrozenBN" or "" (none).
+    cfg.MODEL.BNSA.NORM = "BN"
+    # Width of the squeeze-and-attention part relative to the stage width (paper: C -> C/4).
+    cfg.MODEL.BNSA.BOTTLENECK_RATIO = 0.25
+    # True: out = x + BNSA(x) with a zero-initialised last norm (identity at init);
+    # False: out = BNSA(x), the paper's plain form.
+    cfg.MODEL.BNSA.RESIDUAL = True
+
+
+def _add_roi_heads_config(cfg):
+    """Box and mask losses of the Mask R-CNN paper (Wang & Ren 2025, sec. 3.3-3.4)."""
+    # Exponent of the IoU weight IoU^gamma of the focal IoU box losses (eq. 12; paper: 0.5).
+    cfg.MODEL.ROI_BOX_HEAD.FOCAL_IOU_GAMMA = 0.5
+    # Weight of the binary cross-entropy term of the IR mask loss (eq. 18).
+    cfg.MODEL.ROI_MASK_HEAD.BCE_WEIGHT = 1.0
+    # Weight of the Dice term of the IR mask loss (eq. 18).
+    cfg.MODEL.ROI_MASK_HEAD.DICE_WEIGHT = 1.0
+    # Weight of the Lovasz hinge term of the IR mask loss (eq. 18; paper: 0.1).
+    cfg.MODEL.ROI_MASK_HEAD.LOVASZ_WEIGHT = 0.1
+    # Smoothing constant s of the Dice loss (eq. 14).
+    cfg.MODEL.ROI_MASK_HEAD.DICE_SMOOTH = 1.0
+
+
+def _add_data_config(cfg):
+    """Infrared input: reading, normalisation, masks, mappers and bad samples."""
+    # Dataset mapper used by the ir_d2 trainer: "IRDatasetMapper" (instances),
+    # "IRSTDDatasetMapper" (small-target semantic masks) or "DatasetMapper" (detectron2's).
+    cfg.INPUT.DATASET_MAPPER_NAME = "IRDatasetMapper"
+    cfg.INPUT.IR = CN()
+    # How 16-bit (radiometric) frames become 8-bit: "minmax", "percentile" or "none" (clip).
+    cfg.INPUT.IR.NORMALIZE = "minmax"
+    # Low and high percentiles used by NORMALIZE "percentile".
+    cfg.INPUT.IR.PERCENTILES = [1.0, 99.0]
+    # A semantic mask pixel is foreground when its value is > MASK_THRESHOLD ({0,64,255} masks).
+    cfg.INPUT.IR.MASK_THRESHOLD = 127
+    # Random brightness factor range for training (1.0, 1.0 disables it).
+    cfg.INPUT.IR.BRIGHTNESS = [0.8, 1.2]
+    # Random contrast factor range for training (1.0, 1.0 disables it).
+    cfg.INPUT.IR.CONTRAST = [0.8, 1.2]
+    # Random horizontal flip for training ("horizontal", "vertical", "both" or "none").
+    cfg.INPUT.IR.FLIP = "horizontal"
+    # Fixed-size training crop (H, W) of the small-target mapper; [] keeps the whole frame.
+    cfg.INPUT.IR.CROP_SIZE = [256, 256]
+    # Test-time size of the small-target mapper: 0 keeps the original size.
+    cfg.INPUT.IR.TEST_SIZE = 0
+    # True: a missing, empty or corrupt image or mask is logged, counted and skipped;
+    # False: it raises an error naming the file and the dataset.
+    cfg.DATALOADER.SKIP_BAD_SAMPLES = False
+
+
+def _add_irstd_config(cfg):
+    """Small-target segmentation: IRSTDSegmentor and its nets (SGEM, SIRST-5K AFF)."""
+    cfg.MODEL.IRSTD = CN()
+    # Net built from ir_d2.modeling.IRSTD_NET_REGISTRY: "UNet", "SGEMUNet" or "AFFUNet".
+    cfg.MODEL.IRSTD.NET = "UNet"
+    # Inputs are padded to a multiple of this (4 down-sampling stages need 16; 32 is safe).
+    cfg.MODEL.IRSTD.SIZE_DIVISIBILITY = 32
+    # Channels of the first U-Net stage; each down-sampling stage doubles them.
+    cfg.MODEL.IRSTD.BASE_CHANNELS = 32
+    # Channels of the net's input image (3: gray replicated to BGR).
+    cfg.MODEL.IRSTD.IN_CHANNELS = 3
+    # Smoothing constant s of the Soft-IoU loss (SGEM eq. 4, SIRST-5K eq. 8).
+    cfg.MODEL.IRSTD.SOFT_IOU_SMOOTH = 1.0
+    # True: nets that support it return several outputs and the losses are averaged.
+    cfg.MODEL.IRSTD.DEEP_SUPERVISION = False
+    # Probability above which a pixel is a target at inference.
+    cfg.MODEL.IRSTD.THRESHOLD = 0.5
+    # Negative-sample loss over a frame's rotated variants (SIRST-5K): "none", "sum" or "min".
+    cfg.MODEL.IRSTD.NEG_LOSS = "none"
+
+
+def _add_sirst5k_config(cfg):
+    """SIRST-5K online data synthesis (Lu et al. 2024, sec. III)."""
+    cfg.INPUT.SIRST5K = CN()
+    # Apply the SIRST-5K augmentations in IRSTDDatasetMapper during training.
+    cfg.INPUT.SIRST5K.ENABLED = False
+    # Probability of a Noise2Noise displacement of a training frame.
+    cfg.INPUT.SIRST5K.N2N_PROB = 0.5
+    # Blend weight alpha of the noise patch (eqs. 2-3).
+    cfg.INPUT.SIRST5K.ALPHA = 0.1
+    # Noise bank: grid of regions per frame (eq. 1).
+    cfg.INPUT.SIRST5K.GRID = 8
+    # Noise bank: a region is kept when 0 < variance < MAX_VAR (sigma of eq. 1).
+    cfg.INPUT.SIRST5K.MAX_VAR = 100.0
+    # Noise bank: a region is kept when 0 < mean < MAX_MEAN (mu of eq. 1).
+    cfg.INPUT.SIRST5K.MAX_MEAN = 100.0
+    # Produce the rotated negative variants of each training frame (III-B).
+    cfg.INPUT.SIRST5K.NEGATIVE = False
+    # Side of the square patch rotated around each target (paper: 3; authors' code: 32).
+    cfg.INPUT.SIRST5K.PATCH_SIZE = 3
+    # Rotation angles in degrees of the negative augmentation (eq. 4).
+    cfg.INPUT.SIRST5K.ANGLES = [0, 90, 180, 270]
+    # "paper": rotate the image patch only, label unchanged; "code": the authors' public code.
+    cfg.INPUT.SIRST5K.MODE = "paper"
+
+
+def _add_solver_config(cfg):
+    """Optimizers detectron2 lacks (SGEM: Adam; SIRST-5K: Adagrad)."""
+    # Optimizer: "SGD" (detectron2's), "Adam", "AdamW" or "Adagrad".
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    # Adam/AdamW betas.
+    cfg.SOLVER.BETAS = [0.9, 0.999]
+    # Adam/AdamW/Adagrad epsilon.
+    cfg.SOLVER.EPS = 1e-8
+
+
+def _add_test_config(cfg):
+    """Small-target evaluation (BasicIRSTD definitions)."""
+    cfg.TEST.IRSTD = CN()
+    # Probability threshold of the IoU, nIoU, Pd, Fa and F1 metrics.
+    cfg.TEST.IRSTD.THRESHOLD = 0.5
+    # A predicted target matches a GT target when their centroids are closer than this (pixels).
+    cfg.TEST.IRSTD.DISTANCE = 3.0
+    # Extra thresholds for the Pd/Fa curve (ROC); [] computes none.
+    cfg.TEST.IRSTD.ROC_THRESHOLDS = []

@@ -1,0 +1,1 @@
+"""Registered on import of ir_d2.modeling."""

@@ -1,0 +1,40 @@
+#!/usr/bin/env python
+"""ir_d2: a detectron2 extension for infrared (thermal) image segmentation.
+
+torch, torchvision and detectron2 are prerequisites, installed first (see README.md):
+detectron2 is not on PyPI and must be built against the installed torch.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ir_d2",
+    version="0.1.0",
+    description="detectron2 extension for infrared image segmentation "
+    "(BNSA Mask R-CNN, SGEM U-Net, SIRST-5K)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ir_d2", "ir_d2.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "Pillow",
+        "pycocotools>=2.0.2",
+        "fvcore>=0.1.5",
+        "iopath",
+        "tqdm",
+        "tabulate",
+        "matplotlib",
+    ],
+    extras_require={
+        "dev": [
+            "pytest",
+            "hypothesis",
+            "ruff",
+            "black",
+            "isort",
+        ],
+    },
+)

@@ -1,0 +1,49 @@
+"""
+Shared test fixtures. The whole suite needs detectron2: without it the run stops at once with one
+line saying how to install it (no silent skipping).
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = REPO_ROOT / "configs"
+# Real IR data shared beside the repository (never copied into it); tests skip without it.
+SHARED_DATA = Path(os.environ.get("IR_D2_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+try:
+    import detectron2  # noqa: F401
+except ImportError as e:  # pragma: no cover - environment check
+    pytest.exit(
+        f"detectron2 is not importable ({e}): install it by its official guide "
+        "(https://detectron2.readthedocs.io/en/latest/tutorials/install.html), "
+        "after torch, then rerun.",
+        returncode=4,
+    )
+
+
+def shared_data_dir(name: str) -> Path:
+    """Path of ``../shared/data/<name>``, or skip the test with a clear reason."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real IR data {path} is absent (set IR_D2_SHARED_DATA to ../shared/data)")
+    return path
+
+
+def ir_cfg(config_file=None, opts=()):
+    """A detectron2 config with ir_d2's keys, merged from ``configs/<config_file>``, on the CPU,
+    with no pretrained weights."""
+    from detectron2.config import get_cfg
+
+    from ir_d2 import add_ir_config
+
+    cfg = get_cfg()
+    add_ir_config(cfg)
+    if config_file is not None:
+        cfg.merge_from_file(str(CONFIGS / config_file))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.merge_from_list(list(opts))
+    return cfg

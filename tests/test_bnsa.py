@@ -1,0 +1,292 @@
+"""BNSA block and the BNSA ResNet-FPN backbone (issue: foundation)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import ir_cfg
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+import ir_d2  # noqa: F401  (registration)
+from ir_d2.modeling import BNSABlock
+from ir_d2.modeling.backbone.bnsa import sa_fuse
+
+VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_ircoco.yaml"
+BNSA_C3C4 = "IR-InstanceSegmentation/mask_rcnn_R_50_BNSA-C3C4_FPN_1x_ircoco.yaml"
+
+
+# ----------------------------------------------------------------------------- block
+@pytest.mark.parametrize("hw", [(32, 32), (17, 23), (1, 1), (2, 5), (9, 1)])
+@pytest.mark.parametrize("residual", [True, False])
+def test_block_keeps_shape(hw, residual):
+    torch.manual_seed(0)
+    block = BNSABlock(64, residual=residual, norm="GN")
+    x = torch.randn(2, 64, *hw)
+    y = block(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_residual_block_is_identity_at_init_and_learns():
+    torch.manual_seed(0)
+    block = BNSABlock(32, norm="BN")
+    x = torch.randn(2, 32, 15, 11, requires_grad=True)
+    y = block(x)
+    assert torch.equal(y, x)
+    # the zero-initialised last norm still receives a gradient, so the block can move away from 0
+    y.square().sum().backward()
+    assert block.expand[-1].weight.grad.abs().sum() > 0
+
+
+def test_plain_block_is_not_identity():
+    torch.manual_seed(0)
+    block = BNSABlock(32, residual=False, norm="")
+    x = torch.randn(1, 32, 8, 8)
+    assert not torch.allclose(block(x), x)
+
+
+def test_block_bottleneck_width_and_eq2():
+    block = BNSABlock(512, bottleneck_ratio=0.25, norm="BN")
+    assert block.mid_channels == 128
+    assert block.reduce[0].out_channels == 128 and block.expand[0].out_channels == 512
+    # eq. 2: X_out = X_attn * X_res + X_attn, against a direct computation
+    a, r = torch.tensor([2.0, -1.0, 0.0]), torch.tensor([3.0, 4.0, 5.0])
+    assert torch.equal(sa_fuse(r, a), torch.tensor([8.0, -5.0, 0.0]))
+
+
+def test_block_forward_recomputes_the_paper_layout():
+    """The block equals an independent re-computation of fig. 5 from its own weights."""
+    torch.manual_seed(1)
+    block = BNSABlock(16, norm="", residual=False).eval()
+    x = torch.randn(1, 16, 7, 9)
+    F = torch.nn.functional
+
+    def conv(seq_conv, t):
+        return F.conv2d(t, seq_conv.weight, seq_conv.bias, padding=seq_conv.padding)
+
+    y = F.relu(conv(block.reduce[0], x))
+    res = F.relu(conv(block.res_branch[2], F.relu(conv(block.res_branch[0], y))))
+    pooled = F.avg_pool2d(y, 2, 2, ceil_mode=True)
+    att = F.relu(conv(block.attn_branch[3], F.relu(conv(block.attn_branch[1], pooled))))
+    att = F.interpolate(att, size=(7, 9), mode="bilinear", align_corners=False)
+    expected = conv(block.expand[0], att * res + att)
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_block_rejects_wrong_channels():
+    with pytest.raises(ValueError, match="BNSABlock\\(8\\)"):
+        BNSABlock(8, norm="")(torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="BOTTLENECK_RATIO"):
+        BNSABlock(8, bottleneck_ratio=0.0)
+
+
+# ----------------------------------------------------------------------------- backbone
+def _backbone(config_file, opts=()):
+    cfg = ir_cfg(config_file, opts)
+    return build_backbone(cfg, ShapeSpec(channels=3)), cfg
+
+
+def test_registry_name():
+    assert "build_bnsa_resnet_fpn_backbone" in BACKBONE_REGISTRY
+
+
+@pytest.mark.parametrize(
+    "stages", [["res2"], ["res3"], ["res4"], ["res5"], ["res3", "res4"], ["res2", "res5"]]
+)
+def test_backbone_outputs_match_vanilla(stages):
+    torch.manual_seed(0)
+    vanilla, _ = _backbone(VANILLA)
+    bnsa, _ = _backbone(BNSA_C3C4, ["MODEL.BNSA.STAGES", stages])
+    assert bnsa.output_shape() == vanilla.output_shape()
+    blocks = {n.split(".")[1] for n, _ in bnsa.named_modules() if n.startswith("bottom_up.bnsa_")}
+    assert blocks == {f"bnsa_{s}" for s in stages}
+    channels = {"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}
+    for s in stages:
+        assert getattr(bnsa.bottom_up, f"bnsa_{s}").channels == channels[s]
+
+    bnsa.load_state_dict(vanilla.state_dict(), strict=False)
+    vanilla.eval(), bnsa.eval()
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        out_v, out_b = vanilla(x), bnsa(x)
+    assert list(out_b) == list(out_v) == ["p2", "p3", "p4", "p5", "p6"]
+    for k in out_v:
+        assert out_b[k].shape == out_v[k].shape
+        # zero-initialised residual: the BNSA backbone equals the vanilla one at init
+        torch.testing.assert_close(out_b[k], out_v[k])
+
+
+def test_bnsa_changes_features_when_plain_and_leaves_stage_flow_alone():
+    torch.manual_seed(0)
+    bnsa, _ = _backbone(BNSA_C3C4, ["MODEL.BNSA.RESIDUAL", False])
+    bnsa.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        bottom = bnsa.bottom_up
+        stem = bottom.stem(x)
+        r2 = bottom.res2(stem)
+        r3 = bottom.res3(r2)
+        r4 = bottom.res4(r3)  # res4 reads the plain res3 output, not the BNSA one
+        r5 = bottom.res5(r4)
+        out = bottom(x)
+    torch.testing.assert_close(out["res2"], r2)
+    torch.testing.assert_close(out["res5"], r5)
+    torch.testing.assert_close(out["res3"], bottom.bnsa_res3(r3))
+    torch.testing.assert_close(out["res4"], bottom.bnsa_res4(r4))
+
+
+def test_bad_stage_names_name_the_key():
+    with pytest.raises(ValueError, match="MODEL.BNSA.STAGES"):
+        _backbone(BNSA_C3C4, ["MODEL.BNSA.STAGES", ["res6"]])
+    with pytest.raises(ValueError, match="MODEL.BNSA.STAGES"):
+        _backbone(
+            BNSA_C3C4,
+            [
+                "MODEL.RESNETS.OUT_FEATURES",
+                ["res3", "res4", "res5"],
+                "MODEL.FPN.IN_FEATURES",
+                ["res3", "res4", "res5"],
+                "MODEL.BNSA.STAGES",
+                ["res2"],
+            ],
+        )
+
+
+def test_freeze_at_keeps_bnsa_trainable():
+    bnsa, _ = _backbone(BNSA_C3C4, ["MODEL.BACKBONE.FREEZE_AT", 5])
+    stage = (
+        "bottom_up.stem.",
+        "bottom_up.res2.",
+        "bottom_up.res3.",
+        "bottom_up.res4.",
+        "bottom_up.res5.",
+    )
+    frozen = [p.requires_grad for n, p in bnsa.named_parameters() if n.startswith(stage)]
+    assert frozen and not any(frozen)
+    assert all(p.requires_grad for n, p in bnsa.named_parameters() if "bnsa" in n)
+
+
+@pytest.mark.parametrize("norm", ["GN", "FrozenBN", ""])
+def test_norm_choice(norm):
+    bnsa, _ = _backbone(BNSA_C3C4, ["MODEL.BNSA.NORM", norm])
+    names = {type(m).__name__ for m in bnsa.bottom_up.bnsa_res3.modules()}
+    expected = {"GN": "GroupNorm", "FrozenBN": "FrozenBatchNorm2d"}.get(norm)
+    if expected:
+        assert expected in names
+    else:
+        assert not names & {"BatchNorm2d", "GroupNorm", "FrozenBatchNorm2d"}
+
+
+def test_parameter_overhead_c3c4_r50():
+    vanilla, _ = _backbone(VANILLA)
+    bnsa, _ = _backbone(BNSA_C3C4)
+    extra = sum(p.numel() for p in bnsa.parameters()) - sum(p.numel() for p in vanilla.parameters())
+    bnsa_only = sum(p.numel() for n, p in bnsa.named_parameters() if "bnsa" in n)
+    assert extra == bnsa_only
+    assert 1e6 <= extra <= 10e6
+
+
+# ----------------------------------------------------------------------------- checkpoint
+def test_vanilla_checkpoint_loads_with_only_bnsa_missing(tmp_path):
+    torch.manual_seed(0)
+    vanilla = build_model(ir_cfg(VANILLA))
+    DetectionCheckpointer(vanilla, save_dir=str(tmp_path)).save("vanilla")
+    bnsa = build_model(ir_cfg(BNSA_C3C4))
+    seen = []
+
+    class Recorder(DetectionCheckpointer):
+        def _log_incompatible_keys(self, incompatible):
+            seen.append(incompatible)
+            super()._log_incompatible_keys(incompatible)
+
+    Recorder(bnsa).load(str(tmp_path / "vanilla.pth"))
+    (incompatible,) = seen
+    assert incompatible.missing_keys
+    assert all(".bnsa_res3." in k or ".bnsa_res4." in k for k in incompatible.missing_keys)
+    assert not incompatible.unexpected_keys
+    # and every vanilla weight arrived under its own name
+    sd_v, sd_b = vanilla.state_dict(), bnsa.state_dict()
+    for k, v in sd_v.items():
+        assert torch.equal(sd_b[k], v), k
+
+
+# ----------------------------------------------------------------------------- full model
+def _fake_batch(n=2, h=96, w=128, seed=0):
+    rng = np.random.default_rng(seed)
+    batch = []
+    for _ in range(n):
+        image = torch.from_numpy(rng.integers(0, 255, (3, h, w), dtype=np.uint8))
+        boxes, masks = [], []
+        for _ in range(2):
+            x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+            x1, y1 = x0 + rng.integers(8, w // 2), y0 + rng.integers(8, h // 2)
+            boxes.append([x0, y0, x1, y1])
+            m = torch.zeros(h, w, dtype=torch.bool)
+            m[y0:y1, x0:x1] = True
+            masks.append(m)
+        inst = Instances((h, w))
+        inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+        inst.gt_classes = torch.tensor(rng.integers(0, 4, len(boxes)))
+        inst.gt_masks = BitMasks(torch.stack(masks))
+        batch.append({"image": image, "instances": inst, "height": h, "width": w})
+    return batch
+
+
+def _small_cfg(config_file, opts=()):
+    return ir_cfg(
+        config_file,
+        [
+            "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+            64,
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+            32,
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
+            50,
+            "TEST.DETECTIONS_PER_IMAGE",
+            10,
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            0.0,
+            *opts,
+        ],
+    )
+
+
+def test_bnsa_mask_rcnn_trains_and_predicts():
+    torch.manual_seed(0)
+    model = build_model(_small_cfg(BNSA_C3C4))
+    model.train()
+    with EventStorage():
+        losses = model(_fake_batch())
+    assert {"loss_cls", "loss_box_reg", "loss_mask", "loss_rpn_cls", "loss_rpn_loc"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    grads = [p.grad for n, p in model.named_parameters() if "bnsa_res4" in n]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+    model.eval()
+    inputs = [{k: v for k, v in d.items() if k != "instances"} for d in _fake_batch(seed=1)]
+    with torch.no_grad():
+        outputs = model(inputs)
+    assert len(outputs) == 2
+    for out in outputs:
+        inst = out["instances"]
+        assert isinstance(inst, Instances) and inst.image_size == (96, 128)
+        assert len(inst) <= 10
+        assert {"pred_boxes", "scores", "pred_classes", "pred_masks"} <= set(inst.get_fields())
+
+
+def test_bnsa_model_equals_vanilla_model_at_init():
+    torch.manual_seed(0)
+    vanilla = build_model(_small_cfg(VANILLA)).eval()
+    bnsa = build_model(_small_cfg(BNSA_C3C4)).eval()
+    bnsa.load_state_dict(copy.deepcopy(vanilla.state_dict()), strict=False)
+    inputs = [{k: v for k, v in d.items() if k != "instances"} for d in _fake_batch(n=1, seed=3)]
+    with torch.no_grad():
+        a, b = vanilla(inputs)[0]["instances"], bnsa(inputs)[0]["instances"]
+    torch.testing.assert_close(a.scores, b.scores)
+    torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor)
