@@ -62,9 +62,9 @@ class BNSABlock(nn.Module):
     3. ``expand``: 1x1 conv c -> C with norm.
 
     With ``residual=True`` (default) the block returns ``x + expand(...)``, and the last norm's
-    weight (or the last conv's weight, without a norm) starts at zero, so the block is the identity at
-    initialisation and a pretrained backbone is unchanged at step 0. ``residual=False`` returns
-    ``expand(...)``, the paper's plain form (fig. 5).
+    weight (or the last conv's weight, without a norm) starts at zero, so the block is the
+    identity at initialisation and a pretrained backbone is unchanged at step 0.
+    ``residual=False`` returns ``expand(...)``, the paper's plain form (fig. 5).
 
     Args:
         channels: C, the input and output channels.
