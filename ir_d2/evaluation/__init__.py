@@ -1,1 +1,7 @@
+"""Evaluators and metrics of ir_d2."""
 
+from .irstd_evaluation import IRSTDEvaluator, build_irstd_evaluator, load_irstd_mask
+from .irstd_metrics import IRSTDMetrics, connected_components, connected_targets, match_targets
+
+__all__ = ["IRSTDEvaluator", "IRSTDMetrics", "build_irstd_evaluator", "load_irstd_mask"]
+__all__ += ["connected_components", "connected_targets", "match_targets"]

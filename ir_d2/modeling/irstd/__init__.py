@@ -1,1 +1,18 @@
-"""Registered on import of ir_d2.modeling."""
+"""Small-target segmentation nets (pure torch), registered in IRSTD_NET_REGISTRY on import."""
+
+from .aff import AFFBlock, AFFUNet, ChannelAttention, SpatialAttention
+from .build import IRSTD_NET_REGISTRY, build_irstd_net
+from .sgem import SGEM, SGEMUNet
+from .unet import UNet
+
+__all__ = [
+    "AFFBlock",
+    "AFFUNet",
+    "ChannelAttention",
+    "IRSTD_NET_REGISTRY",
+    "SGEM",
+    "SGEMUNet",
+    "SpatialAttention",
+    "UNet",
+    "build_irstd_net",
+]

@@ -1,0 +1,153 @@
+"""
+IRSTDEvaluator: detectron2 DatasetEvaluator for binary small-target segmentation (IoU, nIoU, Pd,
+Fa, F1 by :class:`IRSTDMetrics`), for ``inference_on_dataset`` and the trainer's evaluation.
+"""
+
+import copy
+import json
+import logging
+import os
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import numpy as np
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
+from PIL import Image
+
+from .irstd_metrics import IRSTDMetrics
+
+__all__ = ["IRSTDEvaluator", "build_irstd_evaluator", "load_irstd_mask"]
+
+
+def load_irstd_mask(path: str, mask_threshold: int = 127) -> np.ndarray:
+    """
+    An IRSTD ground-truth mask as an HxW bool array at its original size: pixels above
+    ``mask_threshold`` (``INPUT.IR.MASK_THRESHOLD``) are targets, so {0, 255} and IRSTD-1k's
+    {0, 64, 255} masks both work. Multi-channel and palette masks are converted to gray first.
+    """
+    with PathManager.open(path, "rb") as f:
+        image = Image.open(f)
+        if image.mode not in ("L", "I", "I;16", "F", "1"):
+            image = image.convert("L")
+        mask = np.asarray(image)
+    return mask > mask_threshold
+
+
+class IRSTDEvaluator(DatasetEvaluator):
+    """
+    Evaluates the ``"sem_seg"`` output of :class:`IRSTDSegmentor` (a 1xHxW foreground probability
+    at the original size) against the ground-truth masks named by the dataset dicts'
+    ``sem_seg_file_name``, with :class:`IRSTDMetrics`. Results are returned as
+    ``{"irstd": {"IoU", "nIoU", "Pd", "Fa", "F1", ...}}`` and, with ``output_dir``, also written to
+    ``<output_dir>/irstd_evaluation.json``.
+
+    The ground-truth file of an input is looked up by its ``file_name`` in
+    ``DatasetCatalog.get(dataset_name)`` (as detectron2's SemSegEvaluator does), or taken from
+    the input's own ``sem_seg_file_name`` when it has one.
+    """
+
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        *,
+        threshold: float = 0.5,
+        distance: float = 3.0,
+        roc_thresholds: Sequence[float] = (),
+        distributed: bool = True,
+        mask_threshold: int = 127,
+    ):
+        self._logger = logging.getLogger(__name__)
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._mask_threshold = mask_threshold
+        self._metrics_args = dict(
+            threshold=threshold, distance=distance, roc_thresholds=tuple(roc_thresholds)
+        )
+        self._gt_files = None
+        self.reset()
+
+    def reset(self):
+        self._metrics = IRSTDMetrics(**self._metrics_args)
+
+    def _gt_file(self, input_dict) -> str:
+        if "sem_seg_file_name" in input_dict:
+            return input_dict["sem_seg_file_name"]
+        if self._gt_files is None:
+            self._gt_files = {
+                d["file_name"]: d.get("sem_seg_file_name")
+                for d in DatasetCatalog.get(self._dataset_name)
+            }
+        gt_file = self._gt_files.get(input_dict["file_name"])
+        if gt_file is None:
+            raise KeyError(
+                f"IRSTDEvaluator: no sem_seg_file_name for {input_dict['file_name']} in dataset "
+                f"{self._dataset_name!r}."
+            )
+        return gt_file
+
+    def process(self, inputs, outputs):
+        for input_dict, output in zip(inputs, outputs):
+            prob = output["sem_seg"]
+            prob = prob.detach().float().cpu().numpy() if hasattr(prob, "detach") else prob
+            gt_file = self._gt_file(input_dict)
+            gt = load_irstd_mask(gt_file, self._mask_threshold)
+            prob = np.asarray(prob)
+            if prob.ndim == 3:
+                if prob.shape[0] != 1:
+                    raise ValueError(
+                        f"IRSTDEvaluator expects a 1xHxW foreground probability as 'sem_seg', "
+                        f"got {prob.shape} for {input_dict['file_name']}."
+                    )
+                prob = prob[0]
+            if prob.shape != gt.shape:
+                raise ValueError(
+                    f"IRSTDEvaluator: prediction {prob.shape} for {input_dict['file_name']} is not "
+                    f"at the size of its mask {gt_file} {gt.shape}; pass 'height' and 'width' in "
+                    "the inputs so the model returns the original size."
+                )
+            self._metrics.update(prob, gt)
+
+    def evaluate(self):
+        metrics = self._metrics
+        if self._distributed:
+            comm.synchronize()
+            gathered = comm.all_gather(metrics)
+            if not comm.is_main_process():
+                return {}
+            metrics = copy.deepcopy(gathered[0])
+            for other in gathered[1:]:
+                metrics.merge(other)
+        if metrics.num_images == 0:
+            self._logger.warning(f"IRSTDEvaluator on {self._dataset_name}: no images processed.")
+            return {}
+        results = metrics.compute()
+        if self._output_dir:
+            PathManager.mkdirs(self._output_dir)
+            with PathManager.open(
+                os.path.join(self._output_dir, "irstd_evaluation.json"), "w"
+            ) as f:
+                json.dump({**results, "num_images": metrics.num_images}, f, indent=2)
+        self._logger.info(
+            f"IRSTD metrics on {self._dataset_name} ({metrics.num_images} images, "
+            f"{metrics.gt_targets} targets): {results}"
+        )
+        return OrderedDict({"irstd": results})
+
+
+def build_irstd_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None):
+    """An :class:`IRSTDEvaluator` configured by ``cfg.TEST.IRSTD.*`` and
+    ``cfg.INPUT.IR.MASK_THRESHOLD``."""
+    return IRSTDEvaluator(
+        dataset_name,
+        output_dir,
+        threshold=cfg.TEST.IRSTD.THRESHOLD,
+        distance=cfg.TEST.IRSTD.DISTANCE,
+        roc_thresholds=tuple(cfg.TEST.IRSTD.ROC_THRESHOLDS),
+        distributed=True,
+        mask_threshold=cfg.INPUT.IR.MASK_THRESHOLD,
+    )

@@ -1,0 +1,29 @@
+"""
+Registry of the small-target segmentation nets (pure torch; fvcore's Registry, not detectron2's
+modeling code).
+
+Each registered net is an ``nn.Module`` class whose constructor takes plain arguments and whose
+classmethod ``from_config(cfg)`` returns those arguments read from ``cfg.MODEL.IRSTD``; it maps an
+(N, C, H, W) image tensor to (N, 1, H, W) logits, or to a list of them (deep supervision, the last
+one being the final output).
+"""
+
+from fvcore.common.registry import Registry
+
+__all__ = ["IRSTD_NET_REGISTRY", "build_irstd_net"]
+
+IRSTD_NET_REGISTRY = Registry("IRSTD_NET")
+IRSTD_NET_REGISTRY.__doc__ = """
+Registry of small-target segmentation nets, chosen by ``MODEL.IRSTD.NET``: "UNet", "SGEMUNet",
+"AFFUNet". A net class has ``from_config(cfg) -> dict`` of constructor arguments.
+"""
+
+
+def build_irstd_net(cfg):
+    """The net named by ``cfg.MODEL.IRSTD.NET``, built from its ``from_config(cfg)`` arguments."""
+    name = cfg.MODEL.IRSTD.NET
+    if name not in IRSTD_NET_REGISTRY:
+        known = sorted(k for k, _ in IRSTD_NET_REGISTRY)
+        raise ValueError(f"MODEL.IRSTD.NET = {name!r} is not a registered net; known: {known}.")
+    net_cls = IRSTD_NET_REGISTRY.get(name)
+    return net_cls(**net_cls.from_config(cfg))

@@ -1,0 +1,153 @@
+"""
+U-Net for infrared small-target segmentation, pure torch: the baseline of SGEM (Deng & Yang 2025)
+and SIRST-5K (Lu et al. 2024), and the skeleton that SGEMUNet and AFFUNet change.
+"""
+
+from typing import Callable, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .build import IRSTD_NET_REGISTRY
+
+__all__ = ["DoubleConv", "UNet", "unet_channels"]
+
+NUM_LEVELS = 5  # full resolution + 4 down-sampling stages
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> List[nn.Module]:
+    """A k x k convolution ("same" padding, no bias), BatchNorm and ReLU."""
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class DoubleConv(nn.Sequential):
+    """The U-Net feature node: two 3x3 conv-BN-ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            *conv_bn_relu(in_channels, out_channels), *conv_bn_relu(out_channels, out_channels)
+        )
+
+
+def unet_channels(base_channels: int, channels: Optional[Sequence[int]] = None) -> tuple:
+    """
+    Widths of the 5 U-Net levels: ``channels`` when given (``MODEL.IRSTD.CHANNELS``), else
+    ``base_channels * (1, 2, 4, 8, 16)`` (``MODEL.IRSTD.BASE_CHANNELS``).
+    """
+    if channels:
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != NUM_LEVELS or min(channels) <= 0:
+            raise ValueError(
+                f"MODEL.IRSTD.CHANNELS must list {NUM_LEVELS} positive widths (full resolution "
+                f"first), got {list(channels)}."
+            )
+        return channels
+    if base_channels <= 0:
+        raise ValueError(f"MODEL.IRSTD.BASE_CHANNELS must be > 0, got {base_channels}.")
+    return tuple(base_channels * 2**i for i in range(NUM_LEVELS))
+
+
+def upsample_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Bilinear up-sampling of ``x`` to the exact spatial size of ``ref`` (odd sizes work)."""
+    if x.shape[-2:] == ref.shape[-2:]:
+        return x
+    return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@IRSTD_NET_REGISTRY.register()
+class UNet(nn.Module):
+    """
+    U-Net with 4 down-sampling stages (5 levels, widths ``c0..c4``).
+
+    - encoder: ``enc0 = node(in, c0)`` at full resolution; ``enc_i = node(c_{i-1}, c_i)`` after a
+      2x2 max pool (ceil mode, so odd sizes keep every pixel), i = 1..4 (enc4 is the bottleneck);
+    - decoder, from deep to shallow, i = 3..0: ``dec_i = node(c_{i+1} + c_i, c_i)`` over the
+      concatenation of the deeper output bilinearly up-sampled to ``enc_i``'s exact size and the
+      skip ``self.skip(i, enc_i, deeper)`` (``enc_i`` itself here; SGEMUNet overrides it);
+    - head: 1x1 conv c0 -> 1 logit per pixel, at the input's size.
+
+    In the papers' 1-based names, E1..E5 are ``enc0..enc4`` and D1..D4 are ``dec3..dec0``.
+
+    Args:
+        in_channels: channels of the input image (``MODEL.IRSTD.IN_CHANNELS``).
+        base_channels: c0 when ``channels`` is not given; level i has ``base * 2**i``.
+        channels: the 5 widths, overriding ``base_channels`` (``MODEL.IRSTD.CHANNELS``).
+        deep_supervision: when True, ``forward`` returns a list of 4 logit maps, one per decoder
+            level (dec3, dec2, dec1, dec0), each up-sampled to the input's size; the last one is
+            the final output. Otherwise a single (N, 1, H, W) tensor.
+        node: ``(in_channels, out_channels) -> nn.Module``, the feature node of every level.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        base_channels: int = 32,
+        *,
+        channels: Optional[Sequence[int]] = None,
+        deep_supervision: bool = False,
+        node: Callable[[int, int], nn.Module] = DoubleConv,
+    ):
+        super().__init__()
+        if in_channels <= 0:
+            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
+        c = unet_channels(base_channels, channels)
+        self.in_channels = in_channels
+        self.channels = c
+        self.deep_supervision = deep_supervision
+        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.encoder = nn.ModuleList(
+            [node(in_channels if i == 0 else c[i - 1], c[i]) for i in range(NUM_LEVELS)]
+        )
+        # decoder[i] is the node of level i (i = 0..3); decoder[4] does not exist
+        self.decoder = nn.ModuleList([node(c[i + 1] + c[i], c[i]) for i in range(NUM_LEVELS - 1)])
+        self.head = nn.Conv2d(c[0], 1, 1)
+        if deep_supervision:
+            self.aux_heads = nn.ModuleList([nn.Conv2d(c[i], 1, 1) for i in (3, 2, 1)])
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        """Constructor arguments from ``cfg.MODEL.IRSTD``."""
+        return {
+            "in_channels": cfg.MODEL.IRSTD.IN_CHANNELS,
+            "base_channels": cfg.MODEL.IRSTD.BASE_CHANNELS,
+            "channels": list(cfg.MODEL.IRSTD.CHANNELS) or None,
+            "deep_supervision": cfg.MODEL.IRSTD.DEEP_SUPERVISION,
+        }
+
+    def skip(self, level: int, enc: torch.Tensor, deeper: torch.Tensor) -> torch.Tensor:
+        """
+        The skip feature that the decoder node of ``level`` concatenates with the up-sampled
+        ``deeper`` feature (the decoder output one level deeper, or the bottleneck for level 3).
+        """
+        return enc
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects an (N, {self.in_channels}, H, W) tensor "
+                f"(MODEL.IRSTD.IN_CHANNELS), got {tuple(x.shape)}."
+            )
+        feats = []
+        y = x
+        for i, node in enumerate(self.encoder):
+            y = node(y if i == 0 else self.pool(y))
+            feats.append(y)
+        deeper = feats[-1]
+        decoded = []
+        for i in range(NUM_LEVELS - 2, -1, -1):
+            skip = self.skip(i, feats[i], deeper)
+            deeper = self.decoder[i](torch.cat([upsample_to(deeper, skip), skip], dim=1))
+            decoded.append(deeper)
+        out = self.head(decoded[-1])
+        if not self.deep_supervision:
+            return out
+        aux = [upsample_to(h(d), x) for h, d in zip(self.aux_heads, decoded[:-1])]
+        return aux + [out]
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, deep_supervision={self.deep_supervision}"

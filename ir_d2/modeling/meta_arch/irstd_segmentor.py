@@ -1,0 +1,226 @@
+"""
+IRSTDSegmentor: the detectron2 meta-architecture of binary infrared small-target segmentation
+(SGEM, Deng & Yang 2025; SIRST-5K, Lu et al. 2024), owning one net of IRSTD_NET_REGISTRY.
+"""
+
+from typing import Dict, List, Sequence
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import ImageList
+from torch import nn
+
+from ir_d2.evaluation.irstd_metrics import connected_targets
+from ir_d2.layers import NEG_LOSS_MODES, negative_sample_loss, soft_iou_loss
+
+from ..irstd import build_irstd_net
+
+__all__ = ["IRSTDSegmentor"]
+
+
+@META_ARCH_REGISTRY.register()
+class IRSTDSegmentor(nn.Module):
+    """
+    Binary small-target segmentation with a one-logit-per-pixel net (``MODEL.IRSTD.NET``).
+
+    Inputs follow detectron2's SemanticSegmentor convention: a list of dicts with ``"image"``
+    (3xHxW, uint8 or float, in ``INPUT.FORMAT``) and, for training, ``"sem_seg"`` (HxW, values
+    {0, 1}); optional ``"height"``/``"width"``, the output size at inference.
+
+    - Images are normalised by ``MODEL.PIXEL_MEAN``/``PIXEL_STD`` and padded (ImageList) to a
+      multiple of ``MODEL.IRSTD.SIZE_DIVISIBILITY``. A 1-channel net
+      (``MODEL.IRSTD.IN_CHANNELS: 1``) gets the channel mean of a 3-channel image.
+    - Training returns ``{"loss_soft_iou": ...}`` from :meth:`losses`: the Soft-IoU loss over the
+      batch (``ir_d2.layers.soft_iou_loss``), the padded pixels left out, averaged over the net's
+      outputs when it has several (deep supervision).
+    - Inference returns, per image, ``{"sem_seg": 1xHxW foreground probability at the original
+      size (detectron2's sem_seg_postprocess), "targets": [{"centroid": (x, y), "area": int,
+      "score": float}, ...]}``, the 8-connected components of ``sem_seg > MODEL.IRSTD.THRESHOLD``
+      (score: the highest probability inside). It works under plain ``DefaultPredictor``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        net: nn.Module,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisibility: int = 32,
+        soft_iou_smooth: float = 1.0,
+        threshold: float = 0.5,
+        neg_loss: str = "none",
+    ):
+        """
+        Args:
+            net: maps (N, C, H, W) normalised images to (N, 1, H, W) logits, or to a list of
+                them (deep supervision; the last one is the final output).
+            pixel_mean, pixel_std: per-channel normalisation, one value per net input channel.
+            size_divisibility: inputs are padded to a multiple of this.
+            soft_iou_smooth: s of the Soft-IoU loss.
+            threshold: probability above which a pixel belongs to a target in ``"targets"``.
+            neg_loss: the SIRST-5K negative-sample loss over the rotated variants of a frame
+                ("none", "sum" or "min"; see :meth:`losses`).
+        """
+        super().__init__()
+        if len(pixel_mean) != len(pixel_std):
+            raise ValueError(
+                f"MODEL.PIXEL_MEAN {list(pixel_mean)} and MODEL.PIXEL_STD {list(pixel_std)} "
+                "must have the same length."
+            )
+        in_channels = getattr(net, "in_channels", len(pixel_mean))
+        if len(pixel_mean) != in_channels:
+            raise ValueError(
+                f"MODEL.PIXEL_MEAN has {len(pixel_mean)} values but the net takes {in_channels} "
+                "channels (MODEL.IRSTD.IN_CHANNELS)."
+            )
+        self.net = net
+        self.in_channels = in_channels
+        self.size_divisibility = size_divisibility
+        self.soft_iou_smooth = soft_iou_smooth
+        self.threshold = threshold
+        if neg_loss not in NEG_LOSS_MODES:
+            raise ValueError(
+                f"MODEL.IRSTD.NEG_LOSS must be one of {NEG_LOSS_MODES}, got {neg_loss!r}"
+            )
+        self.neg_loss = neg_loss
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {
+            "net": build_irstd_net(cfg),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "size_divisibility": cfg.MODEL.IRSTD.SIZE_DIVISIBILITY,
+            "soft_iou_smooth": cfg.MODEL.IRSTD.SOFT_IOU_SMOOTH,
+            "threshold": cfg.MODEL.IRSTD.THRESHOLD,
+            "neg_loss": cfg.MODEL.IRSTD.NEG_LOSS,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    # ------------------------------------------------------------------------------- inputs
+    def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
+        """Normalise, match the net's channels and pad the images to one batch tensor."""
+        images = []
+        for x in batched_inputs:
+            image = x["image"].to(self.device).float()
+            if image.dim() != 3:
+                raise ValueError(f"'image' must be CxHxW, got {tuple(image.shape)}.")
+            if image.shape[0] != self.in_channels:
+                if self.in_channels == 1:
+                    image = image.mean(dim=0, keepdim=True)
+                else:
+                    raise ValueError(
+                        f"'image' has {image.shape[0]} channels but the net takes "
+                        f"{self.in_channels} (MODEL.IRSTD.IN_CHANNELS)."
+                    )
+            images.append((image - self.pixel_mean) / self.pixel_std)
+        return ImageList.from_tensors(images, self.size_divisibility)
+
+    def prepare_targets(self, batched_inputs: List[Dict], images: ImageList):
+        """
+        The padded {0, 1} targets (N, H, W) and the mask of real (non-padded) pixels, both float.
+        """
+        if "sem_seg" not in batched_inputs[0]:
+            raise ValueError(
+                "IRSTDSegmentor needs 'sem_seg' (HxW, {0, 1}) in each training input: use "
+                "INPUT.DATASET_MAPPER_NAME 'IRSTDDatasetMapper'."
+            )
+        sem_seg = [x["sem_seg"].to(self.device) for x in batched_inputs]
+        for t, size in zip(sem_seg, images.image_sizes):
+            if tuple(t.shape[-2:]) != tuple(size):
+                raise ValueError(f"'sem_seg' {tuple(t.shape)} does not match its image {size}.")
+        stacked = torch.cat([t.reshape(-1) for t in sem_seg])
+        if stacked.numel() and (stacked.min() < 0 or stacked.max() > 1):
+            raise ValueError(
+                "'sem_seg' must hold values in {0, 1} (binarise {0, 255} masks with "
+                "INPUT.IR.MASK_THRESHOLD, as IRSTDDatasetMapper does)."
+            )
+        targets = ImageList.from_tensors([t.float() for t in sem_seg], self.size_divisibility)
+        valid = ImageList.from_tensors(
+            [torch.ones_like(t, dtype=torch.float32) for t in sem_seg], self.size_divisibility
+        )
+        return targets.tensor, valid.tensor
+
+    @staticmethod
+    def expand_groups(batched_inputs: List[Dict]) -> List[Dict]:
+        """
+        Flatten the SIRST-5K negative groups: an input whose ``"group"`` holds the rotated variants
+        of its frame (``IRSTDDatasetMapper`` with ``INPUT.SIRST5K.NEGATIVE``) becomes those
+        variants, each tagged ``"group_id"`` with the frame's index in the batch. Inputs without a
+        group pass through, each its own group.
+        """
+        out = []
+        for i, x in enumerate(batched_inputs):
+            for variant in x.get("group", [x]):
+                out.append({**variant, "group_id": i})
+        return out
+
+    # ------------------------------------------------------------------------------ forward
+    def forward(self, batched_inputs: List[Dict]):
+        if self.training:
+            batched_inputs = self.expand_groups(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
+        outputs = self.net(images.tensor)
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        if self.training:
+            targets, valid = self.prepare_targets(batched_inputs, images)
+            return self.losses(outputs, targets, valid, batched_inputs)
+        return self.postprocess(outputs[-1], images, batched_inputs)
+
+    def losses(
+        self,
+        outputs: List[torch.Tensor],
+        targets: torch.Tensor,
+        valid: torch.Tensor,
+        batched_inputs: List[Dict],
+    ) -> Dict[str, torch.Tensor]:
+        """
+        The training losses, the one place where they are computed.
+
+        Args:
+            outputs: the net's (N, 1, H, W) logit maps (one, or several with deep supervision).
+            targets: (N, H, W) padded {0, 1} targets.
+            valid: (N, H, W), 1 on real pixels and 0 on the padding.
+            batched_inputs: the inputs, for losses that need more than the masks (e.g. the
+                SIRST-5K negative-sample loss, which groups the rotated variants of a frame).
+
+        Returns:
+            ``{"loss_soft_iou"}``: Soft-IoU over the batch (SGEM eq. 4, SIRST-5K eq. 8), averaged
+            over the outputs; or, with ``neg_loss`` "sum" / "min", ``{"loss_neg"}``: the per-image
+            Soft-IoU losses combined over each frame's group of rotated variants (SIRST-5K eq. 9
+            / Algorithm 2, :func:`ir_d2.layers.negative_sample_loss`).
+        """
+        if self.neg_loss == "none":
+            loss = sum(
+                soft_iou_loss(o, targets, self.soft_iou_smooth, valid=valid) for o in outputs
+            ) / len(outputs)
+            return {"loss_soft_iou": loss}
+        group_ids = [x.get("group_id", i) for i, x in enumerate(batched_inputs)]
+        per_image = [
+            soft_iou_loss(o, targets, self.soft_iou_smooth, valid=valid, per_image=True)
+            for o in outputs
+        ]
+        loss = sum(negative_sample_loss(p, group_ids, self.neg_loss) for p in per_image)
+        return {"loss_neg": loss / len(outputs)}
+
+    def postprocess(
+        self, logits: torch.Tensor, images: ImageList, batched_inputs: List[Dict]
+    ) -> List[Dict]:
+        """Per image: the probability at the original size and its connected targets."""
+        probs = torch.sigmoid(logits)
+        results = []
+        for prob, input_per_image, image_size in zip(probs, batched_inputs, images.image_sizes):
+            height = input_per_image.get("height", image_size[0])
+            width = input_per_image.get("width", image_size[1])
+            r = sem_seg_postprocess(prob, image_size, height, width)
+            targets = connected_targets(r[0].detach().float().cpu().numpy(), self.threshold)
+            results.append({"sem_seg": r, "targets": targets})
+        return results

@@ -1,0 +1,170 @@
+"""UNet, SGEMUNet and AFFUNet (issue 5): shapes, equations, registry and parameter counts."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import ir_cfg
+
+import ir_d2  # noqa: F401  (registration)
+from ir_d2.modeling import IRSTD_NET_REGISTRY, AFFUNet, SGEMUNet, UNet, build_irstd_net
+from ir_d2.modeling.irstd import SGEM, ChannelAttention, SpatialAttention
+from ir_d2.modeling.irstd.aff import AFFBlock
+from ir_d2.modeling.irstd.sgem import sgem_attention
+
+NETS = {"UNet": UNet, "SGEMUNet": SGEMUNet, "AFFUNet": AFFUNet}
+
+
+def test_registry_names():
+    for name, cls in NETS.items():
+        assert IRSTD_NET_REGISTRY.get(name) is cls
+
+
+@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize("hw", [(256, 256), (37, 51), (17, 9), (1, 1), (33, 64)])
+def test_output_shape(name, hw):
+    torch.manual_seed(0)
+    net = NETS[name](3, 4).eval()
+    with torch.no_grad():
+        y = net(torch.randn(2, 3, *hw))
+    assert y.shape == (2, 1, *hw)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_deep_supervision_outputs(name):
+    torch.manual_seed(0)
+    net = NETS[name](1, 4, deep_supervision=True).train()
+    outs = net(torch.randn(2, 1, 23, 30))
+    assert isinstance(outs, list) and len(outs) == 4
+    assert all(o.shape == (2, 1, 23, 30) for o in outs)
+    sum(o.sum() for o in outs).backward()
+    assert all(h.weight.grad is not None for h in net.aux_heads)
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_built_from_config(name):
+    cfg = ir_cfg(
+        "IRSTD/unet_sirst.yaml",
+        ["MODEL.IRSTD.NET", name, "MODEL.IRSTD.BASE_CHANNELS", 8, "MODEL.IRSTD.IN_CHANNELS", 1],
+    )
+    net = build_irstd_net(cfg)
+    assert type(net) is NETS[name]
+    assert net.channels == (8, 16, 32, 64, 128) and net.in_channels == 1
+    cfg.MODEL.IRSTD.CHANNELS = [6, 10, 20, 30, 40]
+    assert build_irstd_net(cfg).channels == (6, 10, 20, 30, 40)
+
+
+def test_bad_config_names_the_key():
+    cfg = ir_cfg("IRSTD/unet_sirst.yaml", ["MODEL.IRSTD.NET", "ResUNet"])
+    with pytest.raises(ValueError, match="MODEL.IRSTD.NET"):
+        build_irstd_net(cfg)
+    with pytest.raises(ValueError, match="MODEL.IRSTD.CHANNELS"):
+        UNet(3, channels=[8, 16, 32])
+    with pytest.raises(ValueError, match="MODEL.IRSTD.IN_CHANNELS"):
+        UNet(3, 4)(torch.zeros(1, 1, 8, 8))
+
+
+def _double_conv_params(cin, cout):
+    return 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout  # two conv (no bias) + BN
+
+
+def test_unet_parameter_count_closed_form():
+    c = [32, 64, 128, 256, 512]
+    expected = _double_conv_params(3, c[0])
+    expected += sum(_double_conv_params(c[i - 1], c[i]) for i in range(1, 5))
+    expected += sum(_double_conv_params(c[i + 1] + c[i], c[i]) for i in range(4))
+    expected += c[0] + 1  # 1x1 head
+    assert sum(p.numel() for p in UNet(3, 32).parameters()) == expected
+    # SGEM adds three 1x1 convs (with bias) on C3 = 128 channels (key: C4 = 256 -> 128), a
+    # depthwise 3x3 and a BN
+    sgem = (128 * 128 + 128) + (256 * 128 + 128) + (128 * 128 + 128) + 128 * 9 + 2 * 128
+    assert sum(p.numel() for p in SGEMUNet(3, 32).parameters()) == expected + sgem
+
+
+# ------------------------------------------------------------------------------------ SGEM
+def test_sgem_attention_is_a_channel_affinity():
+    torch.manual_seed(0)
+    c = 6
+    mix = torch.nn.Conv2d(c, c, 1)
+    for hw in (20, 300):
+        q, k = torch.randn(2, c, hw), torch.randn(2, c, hw)
+        m = sgem_attention(q, k, mix)
+        assert m.shape == (2, c, c)  # C x C whatever the number of pixels
+        torch.testing.assert_close(m.sum(-1), torch.ones(2, c))
+        # independent: softmax over key channels of W (Q K^T / HW) + b, W acting on query rows
+        aff = torch.einsum("nch,ndh->ncd", q, k) / hw
+        logits = torch.einsum("oc,ncd->nod", mix.weight[:, :, 0, 0], aff) + mix.bias[None, :, None]
+        torch.testing.assert_close(m, torch.softmax(logits, dim=-1))
+
+
+def test_sgem_forward_recomputed():
+    torch.manual_seed(1)
+    sgem = SGEM(8, 12).eval()
+    torch.nn.init.normal_(sgem.restore[1].weight)  # leave the identity start
+    e3, d1 = torch.randn(2, 8, 10, 14), torch.randn(2, 12, 5, 7)
+    q = F.conv2d(e3, sgem.query.weight, sgem.query.bias).flatten(2)
+    k = F.conv2d(d1, sgem.key.weight, sgem.key.bias)
+    k = F.interpolate(k, size=(10, 14), mode="bilinear", align_corners=False).flatten(2)
+    matrix = sgem_attention(q, k, sgem.mix)
+    v = torch.einsum("ncd,ndh->nch", matrix, e3.flatten(2)).reshape(2, 8, 10, 14)
+    expected = e3 + sgem.restore(v)
+    torch.testing.assert_close(sgem(e3, d1), expected)
+    with pytest.raises(ValueError, match="SGEM"):
+        sgem(d1, e3)
+
+
+def test_sgem_unet_is_the_unet_at_init_and_learns_away():
+    torch.manual_seed(0)
+    unet, sgem_net = UNet(3, 4).eval(), SGEMUNet(3, 4).eval()
+    missing, unexpected = sgem_net.load_state_dict(unet.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("sgem.") for k in missing)
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(sgem_net(x), unet(x))
+    sgem_net.train()
+    sgem_net(x).square().sum().backward()
+    assert sgem_net.sgem.restore[1].weight.grad.abs().sum() > 0
+    torch.nn.init.ones_(sgem_net.sgem.restore[1].weight)
+    sgem_net.eval()
+    with torch.no_grad():
+        assert not torch.allclose(sgem_net(x), unet(x))
+
+
+# ------------------------------------------------------------------------------------- AFF
+def test_channel_attention_eq5():
+    torch.manual_seed(0)
+    ca = ChannelAttention(32, reduction=16)
+    x = torch.randn(2, 32, 5, 7)
+    w1, w2 = ca.mlp[0].weight[:, :, 0, 0], ca.mlp[2].weight[:, :, 0, 0]
+
+    def mlp(v):  # (N, C)
+        return torch.relu(v @ w1.T) @ w2.T
+
+    expected = torch.sigmoid(mlp(x.mean((2, 3))) + mlp(x.flatten(2).max(-1).values))
+    torch.testing.assert_close(ca(x), expected[:, :, None, None])
+    assert w1.shape == (2, 32)
+
+
+def test_spatial_attention_eq6():
+    torch.manual_seed(0)
+    sa = SpatialAttention()
+    x = torch.randn(2, 16, 9, 11)
+    stacked = torch.stack([x.max(1).values, x.mean(1)], dim=1)
+    expected = torch.sigmoid(F.conv2d(stacked, sa.conv.weight, padding=3))
+    torch.testing.assert_close(sa(x), expected)
+    assert sa(x).shape == (2, 1, 9, 11)
+
+
+def test_aff_block_residual_layout():
+    torch.manual_seed(0)
+    block = AFFBlock(8, 8).eval()
+    assert isinstance(block.shortcut, torch.nn.Identity)
+    x = torch.randn(1, 8, 6, 6)
+    y = block.body(x)
+    y = block.channel_attention(y) * y
+    y = block.spatial_attention(y) * y
+    torch.testing.assert_close(block(x), torch.relu(y + x))
+    assert isinstance(AFFBlock(4, 8).shortcut, torch.nn.Sequential)
+    cfg = ir_cfg("IRSTD/aff_unet_sirst.yaml", ["MODEL.IRSTD.AFF_REDUCTION", 4])
+    net = build_irstd_net(cfg)
+    assert net.encoder[4].channel_attention.mlp[0].out_channels == 512 // 4
