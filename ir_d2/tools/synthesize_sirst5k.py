@@ -1,0 +1,257 @@
+"""
+Write a SIRST-5K-style synthetic set (Lu et al. 2024, sec. III) from a registered dataset.
+
+    python -m ir_d2.tools.synthesize_sirst5k --dataset nudt_sirst_train --out DIR \\
+        [--per-image N] [--alpha A] [--seed S] [--overwrite]
+
+The frames and masks come from detectron2's ``DatasetCatalog`` (``file_name``,
+``sem_seg_file_name``). A noise bank is sampled once from all the frames (eq. 1); then each
+generated frame takes a source frame (the originals in turn), a noise patch drawn at random blended
+in with weight ``alpha`` (Noise2Noise displacement, eqs. 2-3), and the negative augmentation of its
+targets (eq. 4) by one angle (the angles in turn). ``round(per_image * n)`` frames are generated for
+``n`` originals; the default ratio 4899/663 gives, on NUDT-SIRST's 663 training frames, the paper's
+set of 663 originals + 4899 generated frames.
+
+Output, in the SIRST / NUDT-SIRST layout, registrable as a dataset::
+
+    DIR/images/<id>.png      8-bit gray frames (originals as read, then the generated ones;
+                             frames with more than 8 bits normalised as INPUT.IR.NORMALIZE)
+    DIR/masks/<id>.png       8-bit masks, 0 / 255
+    DIR/50_50/train.txt      the ids, one a line, no extension: originals, then generated
+    DIR/synthesis.json       the arguments and counts
+
+Originals keep their file stem as id; generated frames are ``<source id>_g<k>``. The result is the
+same for a seed (every generated frame draws from its own generator seeded by ``(seed, index)``).
+A non-empty DIR is refused unless ``--overwrite``; the set is written into a temporary sibling
+folder and renamed to DIR at the end, so an interrupted run never looks complete.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ir_d2.data.io import read_ir_image, read_ir_mask
+from ir_d2.data.sirst5k import NoiseBank
+from ir_d2.data.synthesis import n2n_displace, negative_augment
+
+__all__ = ["main", "synthesize"]
+
+# Generated frames per original in the paper's SIRST-5K from NUDT-SIRST: 4899 / 663.
+PAPER_PER_IMAGE = 4899 / 663
+
+
+def _load_dicts(dataset: str):
+    from detectron2.data import DatasetCatalog
+
+    import ir_d2  # noqa: F401  (registers the built-in datasets)
+
+    if dataset not in DatasetCatalog.list():
+        raise SystemExit(
+            f"dataset {dataset!r} is not registered; registered: {sorted(DatasetCatalog.list())}"
+        )
+    dicts = DatasetCatalog.get(dataset)
+    if not dicts:
+        raise SystemExit(f"dataset {dataset!r} is empty")
+    for d in dicts:
+        if "sem_seg_file_name" not in d:
+            raise SystemExit(
+                f"dataset {dataset!r}: {d.get('file_name')} has no sem_seg_file_name "
+                "(a semantic IRSTD dataset is needed)"
+            )
+    return dicts
+
+
+def _rotation_angles(angles, mode):
+    """The angles generated frames cycle through: all of them for "code" (angle 0 is a flip),
+    the non-zero ones for "paper" (angle 0 changes nothing); empty: N2N only."""
+    if mode == "code":
+        return list(angles)
+    return [a for a in angles if float(a) % 360 != 0]
+
+
+def synthesize(
+    dicts,
+    out,
+    *,
+    per_image=PAPER_PER_IMAGE,
+    alpha=0.1,
+    seed=0,
+    overwrite=False,
+    grid=8,
+    max_var=100.0,
+    max_mean=100.0,
+    patch_size=None,
+    angles=(0, 90, 180, 270),
+    mode="paper",
+    mask_threshold=127,
+    normalize="minmax",
+    dataset_name="",
+    progress=True,
+):
+    """
+    Write the set for the dataset dicts ``dicts`` into ``out`` (see the module docstring).
+    Returns the ids written, originals first.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SystemExit(f"--out {out} is not empty; pass --overwrite to replace it")
+    if per_image < 0:
+        raise SystemExit(f"--per-image must be >= 0, got {per_image}")
+    if not 0.0 <= alpha <= 1.0:
+        raise SystemExit(f"--alpha must be in [0, 1], got {alpha}")
+
+    ids = [Path(d["file_name"]).stem for d in dicts]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise SystemExit(f"dataset {dataset_name!r}: file stems are not unique ({dup} ...)")
+    n = len(dicts)
+    n_gen = int(round(per_image * n))
+    rot_angles = _rotation_angles(angles, mode)
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        (tmp / "images").mkdir(parents=True)
+        (tmp / "masks").mkdir()
+        (tmp / "50_50").mkdir()
+        images, masks = [], []
+        for d in tqdm(dicts, desc="originals", disable=not progress, file=sys.stderr):
+            image = read_ir_image(d["file_name"], normalize=normalize, dataset_name=dataset_name)
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # exact for replicated gray
+            mask = read_ir_mask(
+                d["sem_seg_file_name"], threshold=mask_threshold, dataset_name=dataset_name
+            )
+            if image.shape != mask.shape:
+                raise SystemExit(
+                    f"{d['file_name']} {image.shape} and its mask {d['sem_seg_file_name']} "
+                    f"{mask.shape} differ in size"
+                )
+            images.append(image)
+            masks.append(mask)
+        bank = NoiseBank.from_frames(images, grid, max_var, max_mean) if n_gen else None
+
+        written = []
+        for i in range(n):
+            _write(tmp, ids[i], images[i], masks[i])
+            written.append(ids[i])
+        for g in tqdm(range(n_gen), desc="generated", disable=not progress, file=sys.stderr):
+            src, k = g % n, g // n
+            rng = np.random.default_rng([seed, g])
+            image = n2n_displace(images[src], bank.sample(rng), alpha)
+            mask = masks[src]
+            if rot_angles:
+                angle = rot_angles[k % len(rot_angles)]
+                ((image, mask),) = negative_augment(image, mask, patch_size, (angle,), mode)
+            name = f"{ids[src]}_g{k}"
+            _write(tmp, name, image, mask)
+            written.append(name)
+
+        (tmp / "50_50" / "train.txt").write_text("".join(f"{i}\n" for i in written))
+        meta = {
+            "paper": "Lu et al. 2024, SIRST-5K, sec. III",
+            "dataset": dataset_name,
+            "originals": n,
+            "generated": n_gen,
+            "per_image": per_image,
+            "alpha": alpha,
+            "seed": seed,
+            "grid": grid,
+            "max_var": max_var,
+            "max_mean": max_mean,
+            "patch_size": patch_size,
+            "angles": list(angles),
+            "mode": mode,
+            "noise_patches": len(bank) if bank is not None else 0,
+        }
+        (tmp / "synthesis.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written
+
+
+def _write(root: Path, name: str, image: np.ndarray, mask: np.ndarray):
+    for path, array in (
+        (root / "images" / f"{name}.png", image),
+        (root / "masks" / f"{name}.png", (mask > 0).astype(np.uint8) * 255),
+    ):
+        if not cv2.imwrite(str(path), array):
+            raise OSError(f"cannot write {path}")
+
+
+def get_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m ir_d2.tools.synthesize_sirst5k",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dataset", required=True, help="registered semantic dataset, e.g. nudt_sirst_train"
+    )
+    p.add_argument("--out", required=True, help="output folder (must be empty or absent)")
+    p.add_argument(
+        "--per-image",
+        type=float,
+        default=PAPER_PER_IMAGE,
+        help="generated frames per original, may be fractional (default 4899/663, the paper's)",
+    )
+    p.add_argument("--alpha", type=float, default=0.1, help="N2N blend weight (eq. 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--grid", type=int, default=8, help="noise regions per side (eq. 1)")
+    p.add_argument("--max-var", type=float, default=100.0, help="sigma of eq. 1")
+    p.add_argument("--max-mean", type=float, default=100.0, help="mu of eq. 1")
+    p.add_argument("--patch-size", type=int, default=None, help="3 (paper) / 32 (code) if unset")
+    p.add_argument("--angles", type=int, nargs="+", default=[0, 90, 180, 270])
+    p.add_argument("--mode", choices=["paper", "code"], default="paper")
+    p.add_argument("--mask-threshold", type=int, default=127, help="mask pixel > this is target")
+    p.add_argument(
+        "--normalize",
+        choices=["minmax", "percentile", "none"],
+        default="minmax",
+        help="how frames with more than 8 bits become 8-bit (as INPUT.IR.NORMALIZE)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    dicts = _load_dicts(args.dataset)
+    written = synthesize(
+        dicts,
+        args.out,
+        per_image=args.per_image,
+        alpha=args.alpha,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        grid=args.grid,
+        max_var=args.max_var,
+        max_mean=args.max_mean,
+        patch_size=args.patch_size,
+        angles=args.angles,
+        mode=args.mode,
+        mask_threshold=args.mask_threshold,
+        normalize=args.normalize,
+        dataset_name=args.dataset,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {len(written)} frames ({len(dicts)} originals) to {args.out}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
