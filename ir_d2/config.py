@@ -80,6 +80,11 @@ def _add_data_config(cfg):
     cfg.INPUT.IR.CROP_SIZE = [256, 256]
     # Test-time size of the small-target mapper: 0 keeps the original size.
     cfg.INPUT.IR.TEST_SIZE = 0
+    # Random rescale factor range of the small-target mapper in training, before the crop.
+    cfg.INPUT.IR.SCALE = [1.0, 1.0]
+    # True: a mask whose size differs from its image (same aspect ratio) is resized (nearest);
+    # False: it is an error naming both files (SIRST's Misc_111 mask is 592x400, its image 325x220).
+    cfg.INPUT.IR.RESIZE_MISMATCHED_MASKS = False
     # True: a missing, empty or corrupt image or mask is logged, counted and skipped;
     # False: it raises an error naming the file and the dataset.
     cfg.DATALOADER.SKIP_BAD_SAMPLES = False
@@ -94,12 +99,17 @@ def _add_irstd_config(cfg):
     cfg.MODEL.IRSTD.SIZE_DIVISIBILITY = 32
     # Channels of the first U-Net stage; each down-sampling stage doubles them.
     cfg.MODEL.IRSTD.BASE_CHANNELS = 32
+    # Widths of the 5 U-Net levels (full resolution first), overriding BASE_CHANNELS; [] derives
+    # them as BASE_CHANNELS * (1, 2, 4, 8, 16). SGEM widens the first stage this way.
+    cfg.MODEL.IRSTD.CHANNELS = []
     # Channels of the net's input image (3: gray replicated to BGR).
     cfg.MODEL.IRSTD.IN_CHANNELS = 3
     # Smoothing constant s of the Soft-IoU loss (SGEM eq. 4, SIRST-5K eq. 8).
     cfg.MODEL.IRSTD.SOFT_IOU_SMOOTH = 1.0
     # True: nets that support it return several outputs and the losses are averaged.
     cfg.MODEL.IRSTD.DEEP_SUPERVISION = False
+    # AFFUNet: reduction r of the channel-attention MLP, C -> C/r -> C (SIRST-5K eq. 5; CBAM: 16).
+    cfg.MODEL.IRSTD.AFF_REDUCTION = 16
     # Probability above which a pixel is a target at inference.
     cfg.MODEL.IRSTD.THRESHOLD = 0.5
     # Negative-sample loss over a frame's rotated variants (SIRST-5K): "none", "sum" or "min".

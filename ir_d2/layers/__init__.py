@@ -1,5 +1,36 @@
 """Pure-torch layers and losses of ir_d2 (no detectron2 import)."""
 
+from .losses import (
+    IOU_LOSS_TYPES,
+    ciou_loss,
+    dice_loss,
+    eiou_loss,
+    focal_ciou_loss,
+    focal_eiou_loss,
+    focal_iou,
+    focal_siou_loss,
+    iou_box_loss,
+    ir_mask_loss,
+    lovasz_hinge_loss,
+    siou_loss,
+)
+from .neg_loss import NEG_LOSS_MODES, negative_sample_loss
 from .norm import get_norm
+from .soft_iou import soft_iou_loss
 
-__all__ = ["get_norm"]
+__all__ = ["get_norm", "soft_iou_loss"]
+__all__ += [
+    "IOU_LOSS_TYPES",
+    "ciou_loss",
+    "dice_loss",
+    "eiou_loss",
+    "focal_ciou_loss",
+    "focal_eiou_loss",
+    "focal_iou",
+    "focal_siou_loss",
+    "iou_box_loss",
+    "ir_mask_loss",
+    "lovasz_hinge_loss",
+    "siou_loss",
+]
+__all__ += ["NEG_LOSS_MODES", "negative_sample_loss"]

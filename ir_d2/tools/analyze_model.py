@@ -1,0 +1,74 @@
+"""
+Parameters, FLOPs (fvcore) and FPS of any ir_d2 / detectron2 config at a given input size: the SGEM
+Table 1 columns (Params, GFLOPs, FPS) and the params column of the Mask R-CNN paper's Table 4.
+
+    python -m ir_d2.tools.analyze_model --config-file CFG [--height 256 --width 256]
+        [--runs 20] [--device cpu|cuda] [KEY VALUE ...]
+
+FLOPs count one multiply-add as one FLOP (fvcore's convention, as the papers' GFLOPs).
+"""
+
+import argparse
+import time
+
+import torch
+from detectron2.modeling import build_model
+from detectron2.utils.analysis import FlopCountAnalysis
+
+import ir_d2  # noqa: F401  (registration)
+from ir_d2.engine.defaults import setup_cfg
+
+__all__ = ["analyze", "main"]
+
+
+def analyze(cfg, height: int, width: int, runs: int = 20, warmup: int = 3) -> dict:
+    """
+    Returns {"params_M", "gflops", "fps", "ms"} of ``cfg``'s model (eval mode, random weights)
+    on one ``height`` x ``width`` image, batch 1.
+    """
+    model = build_model(cfg).eval()
+    device = next(model.parameters()).device
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, device=device)
+    inputs = [{"image": image, "height": height, "width": width}]
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    with torch.no_grad():
+        flops = FlopCountAnalysis(model, inputs)
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        gflops = flops.total() / 1e9
+        for _ in range(warmup):
+            model(inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            model(inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - t0) / runs
+    return {"params_M": params, "gflops": gflops, "fps": 1.0 / seconds, "ms": seconds * 1e3}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs to override")
+    args = parser.parse_args(argv)
+    cfg = setup_cfg(
+        args.config_file, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *args.opts]
+    )
+    r = analyze(cfg, args.height, args.width, runs=args.runs)
+    print(f"config: {args.config_file}")
+    print(f"input: 1x3x{args.height}x{args.width}, device: {args.device}")
+    print(f"{'Params (M)':>10} {'GFLOPs':>10} {'FPS':>10} {'ms':>10}")
+    print(f"{r['params_M']:>10.2f} {r['gflops']:>10.2f} {r['fps']:>10.1f} {r['ms']:>10.1f}")
+    return r
+
+
+if __name__ == "__main__":
+    main()
