@@ -21,9 +21,9 @@ from ir_d2.modeling import build_irstd_net
 from ir_d2.modeling.irstd.aff import AFFBlock
 
 NETS = [
-    ("U-Net", "IRSTD/unet_sirst.yaml"),
-    ("SGEM U-Net", "IRSTD/sgem_unet_sirst.yaml"),
-    ("AFF U-Net", "IRSTD/aff_unet_sirst.yaml"),
+    ("U-Net", "IRSTD/irstd_unet_W32_1500e_sirst.yaml"),
+    ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_sirst.yaml"),
+    ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml"),
 ]
 
 

@@ -3,6 +3,7 @@
 
 The implementation is :mod:`ir_d2.tools.demo` (also ``python -m ir_d2.tools.demo``).
 """
+
 from ir_d2.tools.demo import main
 
 if __name__ == "__main__":

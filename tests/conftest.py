@@ -47,3 +47,16 @@ def ir_cfg(config_file=None, opts=()):
     cfg.MODEL.WEIGHTS = ""
     cfg.merge_from_list(list(opts))
     return cfg
+
+
+@pytest.fixture(autouse=True)
+def _ir_d2_logs_reach_caplog():
+    """detectron2's ``setup_logger`` (run by train_net and the demo) stops the "ir_d2" logger from
+    propagating; caplog listens at the root, so turn propagation back on for every test."""
+    import logging
+
+    logger = logging.getLogger("ir_d2")
+    old = logger.propagate
+    logger.propagate = True
+    yield
+    logger.propagate = old

@@ -44,7 +44,7 @@ def test_deep_supervision_outputs(name):
 @pytest.mark.parametrize("name", list(NETS))
 def test_built_from_config(name):
     cfg = ir_cfg(
-        "IRSTD/unet_sirst.yaml",
+        "IRSTD/irstd_unet_W32_1500e_sirst.yaml",
         ["MODEL.IRSTD.NET", name, "MODEL.IRSTD.BASE_CHANNELS", 8, "MODEL.IRSTD.IN_CHANNELS", 1],
     )
     net = build_irstd_net(cfg)
@@ -55,7 +55,7 @@ def test_built_from_config(name):
 
 
 def test_bad_config_names_the_key():
-    cfg = ir_cfg("IRSTD/unet_sirst.yaml", ["MODEL.IRSTD.NET", "ResUNet"])
+    cfg = ir_cfg("IRSTD/irstd_unet_W32_1500e_sirst.yaml", ["MODEL.IRSTD.NET", "ResUNet"])
     with pytest.raises(ValueError, match="MODEL.IRSTD.NET"):
         build_irstd_net(cfg)
     with pytest.raises(ValueError, match="MODEL.IRSTD.CHANNELS"):
@@ -165,6 +165,6 @@ def test_aff_block_residual_layout():
     y = block.spatial_attention(y) * y
     torch.testing.assert_close(block(x), torch.relu(y + x))
     assert isinstance(AFFBlock(4, 8).shortcut, torch.nn.Sequential)
-    cfg = ir_cfg("IRSTD/aff_unet_sirst.yaml", ["MODEL.IRSTD.AFF_REDUCTION", 4])
+    cfg = ir_cfg("IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml", ["MODEL.IRSTD.AFF_REDUCTION", 4])
     net = build_irstd_net(cfg)
     assert net.encoder[4].channel_attention.mlp[0].out_channels == 512 // 4

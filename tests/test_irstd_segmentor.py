@@ -21,9 +21,9 @@ from ir_d2.layers import soft_iou_loss
 from ir_d2.modeling import IRSTDSegmentor
 
 CONFIGS = {
-    "UNet": "IRSTD/unet_sirst.yaml",
-    "SGEMUNet": "IRSTD/sgem_unet_sirst.yaml",
-    "AFFUNet": "IRSTD/aff_unet_sirst.yaml",
+    "UNet": "IRSTD/irstd_unet_W32_1500e_sirst.yaml",
+    "SGEMUNet": "IRSTD/irstd_sgem_unet_W40_1500e_sirst.yaml",
+    "AFFUNet": "IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml",
 }
 SMALL = ["MODEL.IRSTD.BASE_CHANNELS", 4, "MODEL.IRSTD.CHANNELS", []]
 

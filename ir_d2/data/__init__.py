@@ -8,6 +8,7 @@ from .dataset_mapper import (  # noqa: F401
     IRSTDDatasetMapper,
     build_ir_augmentation,
     build_ir_mapper,
+    build_sirst5k_augmentation,
 )
 from .io import (  # noqa: F401
     IRDataError,

@@ -23,22 +23,31 @@ or drop them from test sets.
 from training sets that have "annotations". Semantic sets have none, so background-only frames are
 always kept for IRSTDDatasetMapper; the small-target ``*_instances`` configs should set it False so
 that background frames keep teaching the detector what is *not* a target (false alarms, Fa).
+
+SIRST-5K online augmentation (Lu et al. 2024; ``INPUT.SIRST5K.*``): with
+``INPUT.SIRST5K.ENABLED`` the training IRSTDDatasetMapper applies
+:class:`ir_d2.data.sirst5k.SIRST5KAugmentation` (built once by
+:func:`build_sirst5k_augmentation`, its noise bank sampled from the frames of
+``DATASETS.TRAIN``) in its :meth:`IRSTDDatasetMapper._augment_train` hook; with
+``INPUT.SIRST5K.NEGATIVE`` each frame becomes a ``"group"`` of rotated variants for the
+negative-sample loss of IRSTDSegmentor (``MODEL.IRSTD.NEG_LOSS``).
 """
 
 import copy
 import logging
-from typing import List, Optional, Sequence, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import DatasetMapper
+from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .io import IRDataError, check_normalize, read_ir_image, read_ir_mask
 from .ir_datasets.irstd import aspect_ratios_agree, size_mismatch_message
+from .sirst5k import SIRST5KAugmentation
 from .transforms import IRBrightnessContrast, IRRandomScale
 
 __all__ = [
@@ -46,6 +55,7 @@ __all__ = [
     "IRSTDDatasetMapper",
     "build_ir_mapper",
     "build_ir_augmentation",
+    "build_sirst5k_augmentation",
     "MAPPER_NAMES",
 ]
 
@@ -121,6 +131,60 @@ def _reader_config(cfg, is_train: bool) -> dict:
         "resize_mismatched_masks": cfg.INPUT.IR.RESIZE_MISMATCHED_MASKS,
         "dataset_names": tuple(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST),
     }
+
+
+def _bank_frames(cfg, file_names: Sequence[Tuple[str, str]], counts: dict) -> Iterator[np.ndarray]:
+    """The training frames of the SIRST-5K noise bank, read one at a time as the mappers read
+    them; with ``DATALOADER.SKIP_BAD_SAMPLES`` an unreadable frame is logged and left out."""
+    for file_name, dataset_name in file_names:
+        try:
+            frame = read_ir_image(
+                file_name,
+                normalize=cfg.INPUT.IR.NORMALIZE,
+                percentiles=tuple(cfg.INPUT.IR.PERCENTILES),
+                dataset_name=dataset_name,
+            )
+        except IRDataError as e:
+            if not cfg.DATALOADER.SKIP_BAD_SAMPLES:
+                raise IRDataError(
+                    f"{e} (while sampling the SIRST-5K noise bank of INPUT.SIRST5K.N2N_PROB > 0 "
+                    "from the DATASETS.TRAIN frames; DATALOADER.SKIP_BAD_SAMPLES skips it)"
+                ) from e
+            counts["skipped"] += 1
+            logger.warning(f"SIRST-5K noise bank: skipped an unreadable frame: {e}")
+            continue
+        counts["frames"] += 1
+        yield frame
+
+
+def build_sirst5k_augmentation(cfg) -> SIRST5KAugmentation:
+    """
+    The SIRST-5K training augmentation of ``cfg.INPUT.SIRST5K`` (Lu et al. 2024, sec. III;
+    :meth:`SIRST5KAugmentation.from_config`), its noise bank (eq. 1) sampled once from every frame
+    of ``cfg.DATASETS.TRAIN`` (their DatasetCatalog ``file_name``s, read with ``INPUT.IR.NORMALIZE``
+    / ``PERCENTILES`` as the mappers read them). No frame is read when ``INPUT.SIRST5K.N2N_PROB``
+    is 0. Logs the number of frames and patches at INFO.
+    """
+    c = cfg.INPUT.SIRST5K
+    names = list(cfg.DATASETS.TRAIN)
+    counts = {"frames": 0, "skipped": 0}
+    files: List[Tuple[str, str]] = []
+    if c.N2N_PROB > 0:
+        if not names:
+            raise ValueError(
+                "INPUT.SIRST5K.ENABLED with INPUT.SIRST5K.N2N_PROB > 0 samples its noise bank from "
+                "the frames of DATASETS.TRAIN, which is empty"
+            )
+        files = [(d["file_name"], name) for name in names for d in DatasetCatalog.get(name)]
+    aug = SIRST5KAugmentation.from_config(cfg, _bank_frames(cfg, files, counts))
+    if aug.noise_bank is not None:
+        skipped = f", {counts['skipped']} unreadable frames skipped" if counts["skipped"] else ""
+        logger.info(
+            f"SIRST-5K noise bank: {len(aug.noise_bank)} patches from {counts['frames']} frames "
+            f"of {', '.join(names)}{skipped} (INPUT.SIRST5K.GRID={c.GRID}, MAX_VAR={c.MAX_VAR}, "
+            f"MAX_MEAN={c.MAX_MEAN})"
+        )
+    return aug
 
 
 class _IRReader:
@@ -204,6 +268,17 @@ class IRSTDDatasetMapper(_IRReader):
 
     Training order: read, :meth:`_augment_train` (the hook for online augmentations such as
     SIRST-5K's), then rescale, brightness and contrast, flip and the crop.
+
+    SIRST-5K (``INPUT.SIRST5K.ENABLED``, training only): ``sirst5k`` (built by
+    :func:`build_sirst5k_augmentation`) turns the frame into one pair (Noise2Noise displacement
+    with probability ``INPUT.SIRST5K.N2N_PROB``), which then goes the usual way, or, with
+    ``INPUT.SIRST5K.NEGATIVE``, into the group of its rotated variants. Every variant of a group
+    gets the same rescale, brightness / contrast, flip and crop (one draw, applied to each), so
+    they keep one label. The returned dict is then the first variant's, plus ``"group"``: the
+    list of the variants' dicts (``"image"``, ``"sem_seg"``, ``"height"``, ``"width"``,
+    ``"file_name"``, ``"image_id"``), which ``IRSTDSegmentor`` flattens in training. The random
+    draws come from ``np.random`` (as detectron2's augmentations), so detectron2's per-worker
+    seeding makes them reproducible.
     """
 
     @configurable
@@ -219,9 +294,18 @@ class IRSTDDatasetMapper(_IRReader):
         skip_bad_samples: bool = False,
         resize_mismatched_masks: bool = False,
         dataset_names: Sequence[str] = (),
+        sirst5k: Optional[Callable] = None,
     ):
+        """
+        Args:
+            sirst5k: training-time callable ``(image, mask, rng) -> [(image, mask), ...]``
+                (:class:`ir_d2.data.sirst5k.SIRST5KAugmentation`), or None; unused at test time.
+            augmentations: see :func:`build_ir_augmentation`; the reading arguments: see
+                :func:`_reader_config`.
+        """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
+        self.sirst5k = sirst5k if is_train else None
         self._init_reader(
             image_format=image_format,
             normalize=normalize,
@@ -233,23 +317,61 @@ class IRSTDDatasetMapper(_IRReader):
         )
         mode = "training" if is_train else "inference"
         logger.info(f"[IRSTDDatasetMapper] Augmentations used in {mode}: {augmentations}")
+        if self.sirst5k is not None:
+            logger.info(f"[IRSTDDatasetMapper] SIRST-5K online augmentation: {self.sirst5k}")
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
-        return {
+        ret = {
             "is_train": is_train,
             "augmentations": build_ir_augmentation(cfg, is_train, semantic=True),
             **_reader_config(cfg, is_train),
         }
+        if is_train and cfg.INPUT.SIRST5K.ENABLED:
+            ret["sirst5k"] = build_sirst5k_augmentation(cfg)
+        return ret
 
-    def _augment_train(self, image: np.ndarray, mask: Optional[np.ndarray]):
+    def _augment_train(
+        self, image: np.ndarray, mask: Optional[np.ndarray]
+    ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
         """
         Online augmentation hook, applied in training after reading and before the geometric and
         photometric augmentations and the crop. ``image``: HxWx3 uint8 BGR; ``mask``: HxW uint8
-        in {0, 1}, or None for a record without mask. Returns ``(image, mask)`` of any same size
-        (HxW may change). Identity here; SIRST-5K's synthesis plugs in here.
+        in {0, 1}, or None for a record without mask.
+
+        Returns a list of ``(image, mask)`` pairs of one common size (HxW may change): one pair,
+        or several, the variants of one frame that form a ``"group"`` (the same augmentations are
+        then applied to each). A single ``(image, mask)`` tuple is accepted too. Here: the pair
+        itself, or the SIRST-5K augmentation when ``INPUT.SIRST5K.ENABLED`` (a record without mask
+        is augmented as a frame without targets and keeps no mask).
         """
-        return image, mask
+        if self.sirst5k is None:
+            return [(image, mask)]
+        rng = np.random.default_rng(np.random.randint(2**31 - 1))  # under detectron2's seeding
+        target = mask if mask is not None else np.zeros(image.shape[:2], np.uint8)
+        pairs = self.sirst5k(image, target, rng)
+        return pairs if mask is not None else [(im, None) for im, _ in pairs]
+
+    def _augment_group(self, image: np.ndarray, mask: Optional[np.ndarray]):
+        """:meth:`_augment_train`, then the augmentations drawn once and applied to every pair."""
+        pairs = self._augment_train(image, mask)
+        if isinstance(pairs, tuple):
+            pairs = [pairs]
+        if len(pairs) == 0:
+            raise ValueError(f"{type(self).__name__}._augment_train returned no (image, mask) pair")
+        shape = pairs[0][0].shape[:2]
+        if any(im.shape[:2] != shape for im, _ in pairs):
+            raise ValueError(
+                f"{type(self).__name__}._augment_train returned pairs of different sizes "
+                f"{[im.shape[:2] for im, _ in pairs]}: the variants of a group must share H x W"
+            )
+        aug_input = T.AugInput(pairs[0][0], sem_seg=pairs[0][1])
+        transforms = self.augmentations(aug_input)
+        out = [(aug_input.image, aug_input.sem_seg)]
+        for im, m in pairs[1:]:
+            m = None if m is None else transforms.apply_segmentation(m)
+            out.append((transforms.apply_image(im), m))
+        return out
 
     def __call__(self, dataset_dict):
         try:
@@ -266,21 +388,29 @@ class IRSTDDatasetMapper(_IRReader):
         if "sem_seg_file_name" in dataset_dict:
             mask = self._read_mask(dataset_dict, image.shape)
         if self.is_train:
-            image, mask = self._augment_train(image, mask)
-            aug_input = T.AugInput(image, sem_seg=mask)
-            self.augmentations(aug_input)
-            image, mask = aug_input.image, aug_input.sem_seg
+            pairs = self._augment_group(image, mask)
         else:
             aug_input = T.AugInput(image)
             self.augmentations(aug_input)
-            image = aug_input.image
-        dataset_dict["image"] = self._to_tensor(image)
-        if mask is not None:
-            dataset_dict["sem_seg"] = torch.as_tensor(mask.astype(np.int64))
+            pairs = [(aug_input.image, mask)]
+        variants = [self._variant(dataset_dict, im, m) for im, m in pairs]
+        dataset_dict.update(variants[0])
+        if len(variants) > 1:
+            dataset_dict["group"] = variants
         if self.is_train:
             dataset_dict.pop("sem_seg_file_name", None)
         dataset_dict.pop("annotations", None)
         return dataset_dict
+
+    _VARIANT_KEYS = ("height", "width", "file_name", "image_id")
+
+    def _variant(self, dataset_dict, image: np.ndarray, mask: Optional[np.ndarray]) -> dict:
+        """One model input: the image and mask as tensors, with the record's identity keys."""
+        out = {k: dataset_dict[k] for k in self._VARIANT_KEYS if k in dataset_dict}
+        out["image"] = self._to_tensor(image)
+        if mask is not None:
+            out["sem_seg"] = torch.as_tensor(mask.astype(np.int64))
+        return out
 
 
 class IRDatasetMapper(_IRReader, DatasetMapper):

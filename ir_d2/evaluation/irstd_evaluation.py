@@ -44,7 +44,9 @@ class IRSTDEvaluator(DatasetEvaluator):
     ``{"irstd": {"IoU", "nIoU", "Pd", "Fa", "F1", ...}}`` and, with ``output_dir``, also written to
     ``<output_dir>/irstd_evaluation.json``.
 
-    The ground-truth file of an input is looked up by its ``file_name`` in
+    The ground truth is the input's own ``"sem_seg"`` ({0, 1}, as ``IRSTDDatasetMapper`` returns
+    it at test time) when it is at the prediction's size; otherwise the mask file of the input is
+    read and binarised with ``mask_threshold``. That file is looked up by its ``file_name`` in
     ``DatasetCatalog.get(dataset_name)`` (as detectron2's SemSegEvaluator does), or taken from
     the input's own ``sem_seg_file_name`` when it has one.
     """
@@ -94,8 +96,6 @@ class IRSTDEvaluator(DatasetEvaluator):
         for input_dict, output in zip(inputs, outputs):
             prob = output["sem_seg"]
             prob = prob.detach().float().cpu().numpy() if hasattr(prob, "detach") else prob
-            gt_file = self._gt_file(input_dict)
-            gt = load_irstd_mask(gt_file, self._mask_threshold)
             prob = np.asarray(prob)
             if prob.ndim == 3:
                 if prob.shape[0] != 1:
@@ -104,6 +104,13 @@ class IRSTDEvaluator(DatasetEvaluator):
                         f"got {prob.shape} for {input_dict['file_name']}."
                     )
                 prob = prob[0]
+            gt = input_dict.get("sem_seg")
+            if gt is not None and tuple(gt.shape[-2:]) == prob.shape:
+                # the test mapper's {0, 1} mask at the original size: no second read of the file
+                gt_file, gt = input_dict["file_name"], np.asarray(gt) > 0
+            else:
+                gt_file = self._gt_file(input_dict)
+                gt = load_irstd_mask(gt_file, self._mask_threshold)
             if prob.shape != gt.shape:
                 raise ValueError(
                     f"IRSTDEvaluator: prediction {prob.shape} for {input_dict['file_name']} is not "

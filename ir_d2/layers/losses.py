@@ -15,7 +15,7 @@ over ROIs; with R == 0 they return ``logits.sum() * 0`` so that the graph still 
 """
 
 import math
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -233,6 +233,14 @@ def _per_roi(logits: torch.Tensor, targets: torch.Tensor, name: str):
     return logits.float().reshape(r, -1), targets.float().reshape(r, -1)
 
 
+def _dice_terms(p: torch.Tensor, y: torch.Tensor, smooth: float):
+    """Per-ROI numerator ``2 sum(p y) + s`` and denominator ``sum p + sum y + s`` (clamped to
+    1e-7) of eq. 14 for probabilities and targets of shape (R, P)."""
+    num = 2 * (p * y).sum(dim=1) + smooth
+    den = (p.sum(dim=1) + y.sum(dim=1) + smooth).clamp(min=1e-7)
+    return num, den
+
+
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """
     Dice loss (Wang & Ren 2025, eq. 14), per ROI
@@ -243,9 +251,7 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) 
     if logits.numel() == 0:
         return logits.sum() * 0
     p, y = _per_roi(logits, targets, "dice_loss")
-    p = p.sigmoid()
-    num = 2 * (p * y).sum(dim=1) + smooth
-    den = (p.sum(dim=1) + y.sum(dim=1) + smooth).clamp(min=1e-7)
+    num, den = _dice_terms(p.sigmoid(), y, smooth)
     return (1 - num / den).mean()
 
 
@@ -259,25 +265,108 @@ def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     same value.
     """
     k = torch.arange(1, gt_sorted.shape[1] + 1, device=gt_sorted.device, dtype=gt_sorted.dtype)
-    jaccard = k / (gt_sorted.sum(dim=1, keepdim=True) + k - gt_sorted.cumsum(dim=1))
-    return torch.diff(jaccard, dim=1, prepend=jaccard.new_zeros(jaccard.shape[0], 1))
+    union = gt_sorted.cumsum(dim=1).neg_().add_(k).add_(gt_sorted.sum(dim=1, keepdim=True))
+    jaccard = torch.div(k, union, out=union)
+    grad = torch.empty_like(jaccard)
+    grad[:, :1] = jaccard[:, :1]
+    torch.sub(jaccard[:, 1:], jaccard[:, :-1], out=grad[:, 1:])
+    return grad
+
+
+# torch's CPU sort radix-sorts 1-D integer tensors of at least 32768 elements (GRAIN_SIZE); rows are
+# sorted in blocks of about this many elements, small enough to stay in cache
+_SORT_CHUNK = 1 << 16
+
+
+def _row_blocks(r: int, p: int, device: torch.device):
+    """``(r0, r1)`` bounds of blocks of rows of an (R, P) tensor with about ``_SORT_CHUNK``
+    elements each (at least 32768, below which torch's CPU sort is a comparison sort; the last
+    block takes the remainder) on the CPU, one block elsewhere."""
+    blocks = max(1, (r * p) // _SORT_CHUNK) if device.type == "cpu" else 1
+    step = r // blocks
+    return [(i * step, (i + 1) * step if i < blocks - 1 else r) for i in range(blocks)]
+
+
+def _sort_block(errors: torch.Tensor, nonnegative: bool = False) -> torch.Tensor:
+    """
+    The (R * P,) indices into ``errors.view(-1)`` that sort each row of ``errors`` (R, P) in
+    decreasing order, row after row; ties (equal values, signed zeros) keep their index order.
+    The keys are int64 ``(row << 32) + k``, ``k`` the signed-int32 image of ``-error`` that keeps
+    float order (for ``nonnegative`` float32 errors ``k = ~bits(error)``, the same image in one
+    operation), sorted 1-D so that torch takes its radix sort, several times faster on the CPU
+    than a row-wise float sort. Callers sort blocks of ``_row_blocks``: on the CPU their buffers
+    stay in cache, about 1.5x faster than one sort of all keys.
+    """
+    r, p = errors.shape
+    errors = errors.detach()
+    if not (nonnegative and errors.dtype == torch.float32 and errors.is_contiguous()):
+        bits = errors.float().neg().contiguous().view(torch.int32)
+        bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: reverse their magnitude order
+        errors = ~bits  # so that the key below is (row << 32) + bits
+    rows = (torch.arange(r, device=errors.device) << 32).unsqueeze(1) - 1
+    keys = torch.sub(rows, errors.view(torch.int32)).view(-1)  # (row << 32) + ~bits(errors)
+    return torch.sort(keys, stable=True, out=(keys, torch.empty_like(keys)))[1]
 
 
 def _sort_rows_descending(errors: torch.Tensor) -> torch.Tensor:
-    """
-    The (R, P) indices that sort each row of ``errors`` (R, P) in decreasing order (for
-    ``gather(1, .)``), found by ONE sort of R * P int64 keys ``(row << 32) + k``, ``k`` the
-    signed-int32 image of ``-error`` that keeps float order. Same order as
-    ``torch.sort(errors, dim=1, descending=True)`` (ties aside, which do not change the Lovasz
-    value); PyTorch radix-sorts 1-D integer keys, about twice as fast on the CPU as a row-wise
-    float sort.
-    """
+    """The (R, P) indices that sort each row of ``errors`` (R, P) in decreasing order (for
+    ``gather(1, .)``); same order as ``torch.sort(errors, dim=1, descending=True)``, ties aside,
+    which do not change the Lovasz value. See ``_sort_block``."""
     r, p = errors.shape
-    bits = errors.detach().float().neg().contiguous().view(torch.int32)
-    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: reverse their magnitude order
-    rows = torch.arange(r, device=errors.device, dtype=torch.int64).unsqueeze(1)
-    flat = torch.sort(((rows << 32) + bits).flatten()).indices
-    return flat.view(r, p) - rows * p
+    perm = torch.empty(r, p, dtype=torch.int64, device=errors.device)
+    for r0, r1 in _row_blocks(r, p, errors.device):
+        rows = torch.arange(r1 - r0, device=errors.device).unsqueeze(1)
+        torch.sub(_sort_block(errors[r0:r1]).view(-1, p), rows * p, out=perm[r0:r1])
+    return perm
+
+
+def _lovasz_hinge_terms(f: torch.Tensor, y: torch.Tensor, out: Optional[torch.Tensor] = None):
+    """
+    Eqs. 15-17 (see :func:`lovasz_hinge_loss`) on contiguous float32 logits ``f`` and targets
+    ``y`` (R, P): returns the SUM over rows of the Lovasz hinge and, when ``out`` (an (R, P)
+    buffer) is given, writes into it the derivative of that sum w.r.t. ``f``,
+    ``-s g [m > 0]`` at each pixel, ``g`` taken as a constant (as the reference does).
+
+    Block by block of rows (``_row_blocks``), so every buffer but ``out`` stays small: binarised
+    targets ``y_b = [y > 0.5]``, hinge errors ``m = relu(1 - f s) = relu(1 + f - 2 f y_b)``
+    (only positive errors count, and they sort first), one sort of the block's rows
+    (``_sort_block``), ``g`` (``_lovasz_grad``) from the sorted labels, then ``sum m_(k) g_k``
+    and, scattered back to the pixels, the derivative.
+    """
+    r, p = f.shape
+    total = f.new_zeros(())
+    for r0, r1 in _row_blocks(r, p, f.device):
+        fb, yb = f[r0:r1], y[r0:r1]
+        labels = torch.gt(yb, 0.5, out=torch.empty_like(yb))
+        errors = torch.add(fb, 1).addcmul_(fb, labels, value=-2).clamp_min_(0)
+        order = _sort_block(errors, nonnegative=True)
+        labels = labels.view(-1).index_select(0, order)
+        errors = errors.view(-1).index_select(0, order)
+        grad = _lovasz_grad(labels.view(r1 - r0, p)).view(-1)
+        total += torch.dot(errors, grad)
+        if out is not None:  # -s = 1 - 2 y_b
+            grad.mul_(errors.sign_()).mul_(labels.mul_(-2).add_(1))
+            out[r0:r1].view(-1).scatter_(0, order, grad)
+    return total
+
+
+class _LovaszHinge(torch.autograd.Function):
+    """:func:`lovasz_hinge_loss` on (R, P) float32 logits and targets, the backward pass being
+    the derivative of ``_lovasz_hinge_terms`` (no gradient w.r.t. the targets)."""
+
+    @staticmethod
+    def forward(ctx, f, y):
+        r = f.shape[0]
+        grad = torch.empty_like(f) if ctx.needs_input_grad[0] else None
+        loss = _lovasz_hinge_terms(f, y, out=grad) / r
+        if grad is not None:
+            ctx.save_for_backward(grad.div_(r))
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        (grad,) = ctx.saved_tensors
+        return grad * g, None
 
 
 def lovasz_hinge_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -287,19 +376,72 @@ def lovasz_hinge_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     over ROIs (the reference's ``per_image=True`` mode with one ROI as one image).
 
     Per ROI: signs ``s = 2y - 1``, hinge errors ``m = 1 - f * s``, sorted in decreasing order;
-    ``loss = sum_k relu(m_(k)) * g_k`` with ``g`` the Jaccard-loss increments of ``_lovasz_grad``.
-    Vectorised: the (R, P) errors are sorted row-wise by one sort (``_sort_rows_descending``), no
-    loop over ROIs. An ROI with an empty target mask gets ``relu(max error)``, as in the
-    reference. R == 0 gives ``logits.sum() * 0``.
+    ``loss = sum_k relu(m_(k)) * g_k`` with ``g`` the Jaccard-loss increments of ``_lovasz_grad``
+    (a constant for the gradient, as in the reference). Vectorised (``_lovasz_hinge_terms``):
+    the (R, P) errors are sorted row-wise by chunked 1-D integer sorts (``_sort_block``), no
+    loop over ROIs, and the gradient is written directly (no gradient w.r.t. the targets). An
+    ROI with an empty target mask gets ``relu(max error)``, as in the reference. R == 0 gives
+    ``logits.sum() * 0``.
     """
     if logits.numel() == 0:
         return logits.sum() * 0
     f, y = _per_roi(logits, targets, "lovasz_hinge_loss")
-    y = (y > 0.5).float()
-    errors = 1 - f * (2 * y - 1)
-    perm = _sort_rows_descending(errors)
-    grad = _lovasz_grad(y.gather(1, perm))
-    return (F.relu(errors.gather(1, perm)) * grad).sum() / len(errors)
+    return _LovaszHinge.apply(f.contiguous(), y.contiguous())
+
+
+class _CompoundMaskLoss(torch.autograd.Function):
+    """
+    Eq. 18 in one pass: ``(total, bce, dice, lovasz)`` from (R, P) float32 logits ``x`` and
+    targets ``y``, ``total`` the weighted sum of the terms with a non-zero weight (the only
+    differentiable output, no gradient w.r.t. ``y``). The sigmoid is shared by BCE and Dice, the
+    derivative of ``total`` is accumulated in place in one buffer during the forward pass
+    (backward is one product), and few (R, P) buffers are allocated: fresh large buffers cost
+    more than the arithmetic here. The same values as ``F.binary_cross_entropy_with_logits``,
+    :func:`dice_loss` (via ``_dice_terms``' formula) and :func:`lovasz_hinge_loss`
+    (``_lovasz_hinge_terms``) up to float rounding: BCE is computed as
+    ``sum(relu(x) - x y - log(sigmoid(|x|)))`` with ``sum relu(x) = (sum x + sum |x|) / 2``,
+    within ~1e-7 of torch's ``log1p`` form, which is not vectorised on the CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, smooth, weights):
+        r, n = x.shape
+        w_bce, w_dice, w_lovasz = weights
+        need_grad = ctx.needs_input_grad[0]
+        p = x.sigmoid()
+        buf = x.abs()
+        relu_sum = (x.sum() + buf.sum()) / 2
+        bce = (relu_sum - torch.dot(x.view(-1), y.view(-1)) - buf.sigmoid_().log_().sum()) / (r * n)
+        # eq. 14 (_dice_terms), den_raw >= 1e-7 where the clamp passes the gradient
+        num = 2 * torch.bmm(p.unsqueeze(1), y.unsqueeze(2)).view(r) + smooth
+        den_raw = p.sum(dim=1) + y.sum(dim=1) + smooth
+        den = den_raw.clamp(min=1e-7)
+        dice = (1 - num / den).mean()
+        out = buf if need_grad and w_lovasz != 0 else None
+        lovasz = _lovasz_hinge_terms(x, y, out=out) / r
+        total = None
+        for weight, value in zip(weights, (bce, dice, lovasz)):
+            if weight != 0:
+                total = weight * value if total is None else total + weight * value
+        if need_grad:
+            # d total / dx = w_lovasz d Lovasz + w_bce (p - y) / N + w_dice d Dice / dp p (1 - p),
+            # d Dice / dp = (num / den^2 - 2 y / den) / R, per ROI
+            grad = buf.mul_(w_lovasz / r) if out is not None else buf.zero_()
+            if w_bce != 0:
+                grad.add_(p, alpha=w_bce / (r * n)).sub_(y, alpha=w_bce / (r * n))
+            if w_dice != 0:
+                q = p.addcmul_(p, p, value=-1)  # p (1 - p), in place of p
+                grad.addcmul_(q, (num * (den_raw >= 1e-7) / den.square() * (w_dice / r))[:, None])
+                grad.addcmul_(q.mul_(y), (-2 * w_dice / r / den)[:, None])
+            ctx.save_for_backward(grad)
+        parts = (bce, dice, lovasz)
+        ctx.mark_non_differentiable(*parts)
+        return (total, *parts)
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        (grad,) = ctx.saved_tensors
+        return grad * g, None, None, None
 
 
 def ir_mask_loss(
@@ -320,8 +462,20 @@ def ir_mask_loss(
     Returns ``(total, parts)``, ``parts`` the detached unweighted ``{"bce", "dice", "lovasz"}``
     values (for logging). A term with weight 0 is computed without gradient only for ``parts`` and
     left out of ``total``, so weights (1, 0, 0) give exactly the BCE.
+
+    With a Dice or Lovasz weight, the three terms come from one fused pass
+    (``_CompoundMaskLoss``: shared sigmoid, hand-written backward), equal to the separate
+    functions up to float rounding; weights (w, 0, 0), targets that require grad and R == 0 use
+    the separate functions.
     """
     targets = targets.to(dtype=torch.float32)
+    if logits.numel() > 0 and (dice_weight or lovasz_weight) and not targets.requires_grad:
+        x, y = _per_roi(logits, targets, "ir_mask_loss")
+        weights = (float(bce_weight), float(dice_weight), float(lovasz_weight))
+        total, *values = _CompoundMaskLoss.apply(
+            x.contiguous(), y.contiguous(), float(dice_smooth), weights
+        )
+        return total, dict(zip(("bce", "dice", "lovasz"), values))
     terms = {
         "bce": (bce_weight, lambda: F.binary_cross_entropy_with_logits(logits, targets)),
         "dice": (dice_weight, lambda: dice_loss(logits, targets, dice_smooth)),
