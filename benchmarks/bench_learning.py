@@ -90,6 +90,7 @@ def main():
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--crop", type=int, default=256, help="square training crop")
     parser.add_argument("--output", default="output/bench_learning")
     args = parser.parse_args()
     os.environ.setdefault("IR_D2_DATASETS", str(SHARED_DATA))
@@ -144,7 +145,7 @@ def main():
 
     train_frames, test_frames = _frames(cfg.DATASETS.TRAIN[0]), _frames(test_name)
     best = max(
-        ((kernel, k) for kernel in (5, 9, 13) for k in (2, 3, 4, 6, 8, 12)),
+        ((kernel, k) for kernel in (5, 9, 13, 17) for k in (2, 3, 4, 6, 8, 12, 16, 24)),
         key=lambda p: score_tophat(train_frames, *p)["IoU"],
     )
     tophat = score_tophat(test_frames, *best)
@@ -153,7 +154,7 @@ def main():
         f"budget: {args.minutes:.1f} min on {cfg.MODEL.DEVICE} "
         f"({torch.get_num_threads()} threads), "
         f"{iters} iterations of batch {args.batch} ({train_seconds / 60:.1f} min), "
-        f"U-Net base {args.base_channels}"
+        f"U-Net base {args.base_channels}, {args.crop}x{args.crop} crops, Adam lr {args.lr}"
     )
     print(f"test set: {test_name} ({len(test_frames)} frames)")
     print(f"{'method':<28} {'IoU':>7} {'nIoU':>7} {'Pd':>7} {'Fa(1e-6)':>9} {'F1':>7}")

@@ -2,19 +2,19 @@
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from conftest import ir_cfg
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
 
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.modeling import BNSABlock
 from ir_d2.modeling.backbone.bnsa import sa_fuse
+from ir_d2.utils.testing import random_instance_batch
 
 VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_ircoco.yaml"
 BNSA_C3C4 = "IR-InstanceSegmentation/mask_rcnn_R_50_BNSA-C3C4_FPN_1x_ircoco.yaml"
@@ -216,25 +216,8 @@ def test_vanilla_checkpoint_loads_with_only_bnsa_missing(tmp_path):
 
 
 # ----------------------------------------------------------------------------- full model
-def _fake_batch(n=2, h=96, w=128, seed=0):
-    rng = np.random.default_rng(seed)
-    batch = []
-    for _ in range(n):
-        image = torch.from_numpy(rng.integers(0, 255, (3, h, w), dtype=np.uint8))
-        boxes, masks = [], []
-        for _ in range(2):
-            x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
-            x1, y1 = x0 + rng.integers(8, w // 2), y0 + rng.integers(8, h // 2)
-            boxes.append([x0, y0, x1, y1])
-            m = torch.zeros(h, w, dtype=torch.bool)
-            m[y0:y1, x0:x1] = True
-            masks.append(m)
-        inst = Instances((h, w))
-        inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
-        inst.gt_classes = torch.tensor(rng.integers(0, 4, len(boxes)))
-        inst.gt_masks = BitMasks(torch.stack(masks))
-        batch.append({"image": image, "instances": inst, "height": h, "width": w})
-    return batch
+def _fake_batch(n=2, seed=0):
+    return random_instance_batch(n, 96, 128, seed=seed)
 
 
 def _small_cfg(config_file, opts=()):

@@ -20,6 +20,7 @@ import ir_d2  # noqa: F401  (registration)
 from ir_d2.layers import dice_loss, iou_box_loss, lovasz_hinge_loss
 from ir_d2.modeling import IRFastRCNNOutputLayers, IRMaskRCNNConvUpsampleHead, IRROIHeads
 from ir_d2.modeling.roi_heads import ir_mask_rcnn_loss
+from ir_d2.utils.testing import random_instance_batch
 
 BASE = "Base-IR-RCNN-FPN.yaml"
 FINAL = (
@@ -302,25 +303,8 @@ def test_table_config_values(name):
 
 
 # ----------------------------------------------------------------------------- full model
-def _fake_batch(n=2, h=96, w=128, seed=0):
-    rng = np.random.default_rng(seed)
-    batch = []
-    for _ in range(n):
-        image = torch.from_numpy(rng.integers(0, 255, (3, h, w), dtype=np.uint8))
-        boxes, masks = [], []
-        for _ in range(2):
-            x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
-            x1, y1 = x0 + rng.integers(8, w // 2), y0 + rng.integers(8, h // 2)
-            boxes.append([x0, y0, x1, y1])
-            m = torch.zeros(h, w, dtype=torch.bool)
-            m[y0:y1, x0:x1] = True
-            masks.append(m)
-        inst = Instances((h, w))
-        inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
-        inst.gt_classes = torch.tensor(rng.integers(0, 4, len(boxes)))
-        inst.gt_masks = BitMasks(torch.stack(masks))
-        batch.append({"image": image, "instances": inst, "height": h, "width": w})
-    return batch
+def _fake_batch(n=2, seed=0):
+    return random_instance_batch(n, 96, 128, seed=seed)
 
 
 def test_final_model_trains_and_predicts():

@@ -245,6 +245,21 @@ class _IRReader:
             mask = cv2.resize(mask, image_shape[1::-1], interpolation=cv2.INTER_NEAREST)
         return mask
 
+    def __call__(self, dataset_dict):
+        """
+        Map one dataset dict (a copy: the dataset's own dicts are never changed). A bad sample
+        raises :class:`IRDataError` naming the file and dataset; with
+        ``DATALOADER.SKIP_BAD_SAMPLES`` it is logged, counted and None is returned, which
+        detectron2's ``MapDataset`` replaces by another sample.
+        """
+        try:
+            return self._map(copy.deepcopy(dataset_dict))
+        except IRDataError as e:
+            if not self.skip_bad_samples:
+                raise
+            self._skip(e)
+            return None
+
     def _skip(self, error: IRDataError) -> None:
         self.num_skipped += 1
         logger.warning(f"skipped bad sample #{self.num_skipped} of this worker: {error}")
@@ -373,15 +388,6 @@ class IRSTDDatasetMapper(_IRReader):
             out.append((transforms.apply_image(im), m))
         return out
 
-    def __call__(self, dataset_dict):
-        try:
-            return self._map(copy.deepcopy(dataset_dict))
-        except IRDataError as e:
-            if not self.skip_bad_samples:
-                raise
-            self._skip(e)
-            return None
-
     def _map(self, dataset_dict):
         image = self._read_image(dataset_dict)
         mask = None
@@ -452,15 +458,6 @@ class IRDatasetMapper(_IRReader, DatasetMapper):
         ret["augmentations"] = build_ir_augmentation(cfg, is_train)
         ret.update(_reader_config(cfg, is_train))
         return ret
-
-    def __call__(self, dataset_dict):
-        try:
-            return self._map(copy.deepcopy(dataset_dict))
-        except IRDataError as e:
-            if not self.skip_bad_samples:
-                raise
-            self._skip(e)
-            return None
 
     def _map(self, dataset_dict):
         image = self._read_image(dataset_dict)
