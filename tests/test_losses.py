@@ -373,3 +373,107 @@ def test_ir_mask_loss_combines_the_three_terms():
     # all weights zero: a zero that back-propagates
     total, _ = ir_mask_loss(logits, targets, bce_weight=0, dice_weight=0, lovasz_weight=0)
     assert total.item() == 0.0 and total.requires_grad
+
+
+# ----------------------------------------------------------------------------- fused / blocked
+def _row_sort_lovasz(logits, targets):
+    """Per-ROI Lovasz hinge with a row-wise float sort (torch.sort(dim=1)), for any R * P."""
+    f, y = logits.reshape(len(logits), -1), (targets.reshape(len(targets), -1) > 0.5).double()
+    errors = 1 - f * (2 * y - 1)
+    sorted_errors, perm = errors.sort(dim=1, descending=True)
+    gt = y.gather(1, perm)
+    union = gt.sum(1, keepdim=True) + (1 - gt).cumsum(1)
+    jaccard = 1 - (gt.sum(1, keepdim=True) - gt.cumsum(1)) / union
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    return (torch.relu(sorted_errors) * grad).sum(1).mean()
+
+
+def test_lovasz_sorted_in_several_blocks():
+    from ir_d2.layers.losses import _SORT_CHUNK, _row_blocks, _sort_rows_descending
+
+    g = torch.Generator().manual_seed(11)
+    r, side = 3 * _SORT_CHUNK // 784 + 5, 28  # 3 blocks of rows on the CPU, the last one larger
+    blocks = _row_blocks(r, side * side, torch.device("cpu"))
+    assert len(blocks) == 3 and blocks[-1][1] == r and all(b > a for a, b in blocks)
+    assert all((b - a) * side * side >= 32768 for a, b in blocks)  # torch's radix-sort size
+    logits = (torch.randn(r, side, side, generator=g) * 3).double().requires_grad_()
+    targets = (torch.rand(r, side, side, generator=g) > 0.7).double()
+    targets[0], targets[-1] = 0, 1
+    ours, ref = lovasz_hinge_loss(logits, targets), _row_sort_lovasz(logits, targets)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    (g_ref,) = torch.autograd.grad(_row_sort_lovasz(logits, targets), logits)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-4, atol=1e-9)
+    # the row order across blocks, with ties, signed zeros and infinities in several rows
+    errors = torch.randn(r, 784, generator=g)
+    errors[:, :50] = 0.0
+    errors[::7, 50:90] = -0.0
+    errors[1::9, 90:92] = torch.tensor([float("inf"), -float("inf")])
+    perm = _sort_rows_descending(errors)
+    assert torch.equal(perm.sort(dim=1).values, torch.arange(784).expand(r, 784))
+    assert torch.equal(errors.gather(1, perm), errors.sort(dim=1, descending=True).values)
+
+
+@pytest.mark.parametrize(
+    "weights", [(1.0, 1.0, 0.1), (0.7, 1.3, 0.4), (0.0, 1.0, 0.0), (0.0, 0.0, 2.0), (1.0, 0.0, 0.1)]
+)
+@pytest.mark.parametrize("soft", [False, True])
+def test_fused_mask_loss_values_and_gradients(weights, soft):
+    """ir_mask_loss's one-pass path (hand-written gradients) against autograd through
+    independent formulas: torch's BCE, the Dice of eq. 14 written out, the row-sort Lovasz."""
+    g = torch.Generator().manual_seed(12)
+    logits = (torch.randn(9, 11, 11, generator=g) * 4).requires_grad_()
+    targets = torch.rand(9, 11, 11, generator=g)
+    targets = targets if soft else (targets > 0.6).float()
+    targets[0] = 0
+    logits.data[1] = -200.0  # saturated sigmoid: BCE's log form must stay finite and exact
+    wb, wd, wl = weights
+    total, parts = ir_mask_loss(
+        logits, targets, bce_weight=wb, dice_weight=wd, lovasz_weight=wl, dice_smooth=0.5
+    )
+    x = logits.double()
+    p, y = x.sigmoid().reshape(9, -1), targets.double().reshape(9, -1)
+    ref = {
+        "bce": F.binary_cross_entropy_with_logits(x, targets.double()),
+        "dice": (1 - (2 * (p * y).sum(1) + 0.5) / (p.sum(1) + y.sum(1) + 0.5)).mean(),
+        "lovasz": _row_sort_lovasz(x, targets.double()),
+    }
+    for name in ref:
+        assert parts[name].item() == pytest.approx(ref[name].item(), rel=2e-6, abs=1e-7), name
+        assert not parts[name].requires_grad
+    ref_total = sum(w * ref[k] for w, k in zip(weights, ref) if w != 0)
+    assert total.item() == pytest.approx(ref_total.item(), rel=2e-6)
+    (g_ours,) = torch.autograd.grad(total, logits)
+    (g_ref,) = torch.autograd.grad(ref_total, logits)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-4, atol=1e-9)
+
+
+def test_fused_mask_loss_edge_cases():
+    # Dice's clamped denominator (smooth 0, empty target, p ~ 0): autograd's gradient
+    logits = torch.full((2, 4, 4), -30.0, requires_grad=True)
+    targets = torch.zeros(2, 4, 4)
+    total, _ = ir_mask_loss(
+        logits, targets, bce_weight=0, dice_weight=1, lovasz_weight=0, dice_smooth=0.0
+    )
+    (g_ours,) = torch.autograd.grad(total, logits)
+    (g_ref,) = torch.autograd.grad(dice_loss(logits, targets, smooth=0.0), logits)
+    torch.testing.assert_close(g_ours, g_ref)
+    # no grad: same values; targets that require grad: the per-term path, with their gradient
+    g = torch.Generator().manual_seed(13)
+    logits = torch.randn(5, 8, 8, generator=g, requires_grad=True)
+    targets = (torch.rand(5, 8, 8, generator=g) > 0.5).float()
+    with torch.no_grad():
+        total_ng, parts_ng = ir_mask_loss(logits, targets)
+    total, parts = ir_mask_loss(logits, targets)
+    assert torch.equal(total_ng, total.detach()) and not total_ng.requires_grad
+    soft = targets.clone().requires_grad_()
+    total_t, parts_t = ir_mask_loss(logits, soft)
+    torch.testing.assert_close(total_t, total)
+    (g_t,) = torch.autograd.grad(total_t, soft)
+    assert torch.isfinite(g_t).all() and g_t.abs().sum() > 0
+    # a loss reused after retain_graph back-propagates the same gradient twice
+    total, _ = ir_mask_loss(logits, targets)
+    total.backward(retain_graph=True)
+    first = logits.grad.clone()
+    total.backward()
+    torch.testing.assert_close(logits.grad, 2 * first)
