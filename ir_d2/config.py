@@ -110,6 +110,9 @@ def _add_irstd_config(cfg):
     cfg.MODEL.IRSTD.DEEP_SUPERVISION = False
     # AFFUNet: reduction r of the channel-attention MLP, C -> C/r -> C (SIRST-5K eq. 5; CBAM: 16).
     cfg.MODEL.IRSTD.AFF_REDUCTION = 16
+    # Initial foreground probability of the net's output heads (bias -log((1-p)/p)); 0 keeps
+    # torch's default init. The papers are silent; a small prior speeds up Soft-IoU training.
+    cfg.MODEL.IRSTD.PRIOR_PROB = 0.0
     # Probability above which a pixel is a target at inference.
     cfg.MODEL.IRSTD.THRESHOLD = 0.5
     # Negative-sample loss over a frame's rotated variants (SIRST-5K): "none", "sum" or "min".

@@ -201,12 +201,14 @@ def test_saved_irstd_model_predicts_on_a_real_flir_frame(irstd_run):
 
 def test_demo_writes_overlays_for_both_model_kinds(instance_run, irstd_run, tmp_path):
     from ir_d2.tools import demo
+    from ir_d2.utils.visualizer import draw_small_targets
 
     frame = sorted(shared_data_dir("roadscene-thermal").glob("*.png"))[0]
     gray = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED)
+    written = {}
     for cfg_file, run in ((INSTANCE_CFG, instance_run), (IRSTD_CFG, irstd_run)):
         out = tmp_path / run.name
-        written = demo.main(
+        written[cfg_file] = demo.main(
             [
                 "--config-file",
                 cfg_file,
@@ -221,11 +223,21 @@ def test_demo_writes_overlays_for_both_model_kinds(instance_run, irstd_run, tmp_
                 str(run / "model_final.pth"),
             ]
         )
-        assert written == [str(out / f"{frame.stem}.png")]
-        overlay = cv2.imread(written[0])
-        assert overlay.shape == (512, 640, 3)
-        # at threshold 0 every pixel is a detection / target: the overlay differs from the frame
-        assert np.abs(overlay.astype(int) - gray[..., None].astype(int)).mean() > 1.0
+        assert written[cfg_file] == [str(out / f"{frame.stem}.png")]
+    # instances at score threshold 0: masks and boxes are drawn over the frame
+    overlay = cv2.imread(written[INSTANCE_CFG][0])
+    assert overlay.shape == (512, 640, 3)
+    assert np.abs(overlay.astype(int) - gray[..., None].astype(int)).mean() > 1.0
+    # small targets: exactly the heat-map and markers of the model's own output
+    cfg = setup_cfg(
+        IRSTD_CFG,
+        ["MODEL.WEIGHTS", str(irstd_run / "model_final.pth"), "MODEL.IRSTD.THRESHOLD", 0.0],
+    )
+    pred = IRPredictor(cfg)(gray)
+    expected = draw_small_targets(
+        cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), pred["sem_seg"][0].numpy(), pred["targets"]
+    )
+    np.testing.assert_array_equal(cv2.imread(written[IRSTD_CFG][0]), expected)
 
 
 def test_demo_names_a_missing_input(tmp_path):

@@ -1,5 +1,7 @@
 """UNet, SGEMUNet and AFFUNet (issue 5): shapes, equations, registry and parameter counts."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -168,3 +170,36 @@ def test_aff_block_residual_layout():
     cfg = ir_cfg("IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml", ["MODEL.IRSTD.AFF_REDUCTION", 4])
     net = build_irstd_net(cfg)
     assert net.encoder[4].channel_attention.mlp[0].out_channels == 512 // 4
+
+
+def test_prior_prob_sets_every_output_head_bias():
+    cfg = ir_cfg(
+        "IRSTD/irstd_unet_W32_1500e_sirst.yaml",
+        [
+            "MODEL.IRSTD.BASE_CHANNELS",
+            4,
+            "MODEL.IRSTD.DEEP_SUPERVISION",
+            True,
+            "MODEL.IRSTD.PRIOR_PROB",
+            0.01,
+        ],
+    )
+    net = build_irstd_net(cfg)
+    expected = -math.log(99.0)
+    for head in [net.head, *net.aux_heads]:
+        assert torch.allclose(head.bias, torch.full_like(head.bias, expected))
+        torch.nn.init.zeros_(head.weight)
+    out = net(torch.randn(1, 3, 32, 32))
+    for o in out:  # with zero weights every pixel starts at exactly the prior
+        torch.testing.assert_close(torch.sigmoid(o), torch.full_like(o, 0.01))
+    # 0 keeps torch's default init
+    default = build_irstd_net(
+        ir_cfg(
+            "IRSTD/irstd_unet_W32_1500e_sirst.yaml",
+            ["MODEL.IRSTD.BASE_CHANNELS", 4, "MODEL.IRSTD.PRIOR_PROB", 0.0],
+        )
+    )
+
+    assert not torch.allclose(default.head.bias, torch.full_like(default.head.bias, expected))
+    with pytest.raises(ValueError, match="PRIOR_PROB"):
+        net.set_output_prior(1.0)

@@ -26,4 +26,13 @@ def build_irstd_net(cfg):
         known = sorted(k for k, _ in IRSTD_NET_REGISTRY)
         raise ValueError(f"MODEL.IRSTD.NET = {name!r} is not a registered net; known: {known}.")
     net_cls = IRSTD_NET_REGISTRY.get(name)
-    return net_cls(**net_cls.from_config(cfg))
+    net = net_cls(**net_cls.from_config(cfg))
+    prior = cfg.MODEL.IRSTD.PRIOR_PROB
+    if prior > 0:
+        if not hasattr(net, "set_output_prior"):
+            raise ValueError(
+                f"MODEL.IRSTD.PRIOR_PROB = {prior}, but net {name!r} has no set_output_prior(); "
+                "set MODEL.IRSTD.PRIOR_PROB to 0."
+            )
+        net.set_output_prior(prior)
+    return net

@@ -3,6 +3,7 @@ U-Net for infrared small-target segmentation, pure torch: the baseline of SGEM (
 and SIRST-5K (Lu et al. 2024), and the skeleton that SGEMUNet and AFFUNet change.
 """
 
+import math
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
@@ -118,6 +119,23 @@ class UNet(nn.Module):
             "channels": list(cfg.MODEL.IRSTD.CHANNELS) or None,
             "deep_supervision": cfg.MODEL.IRSTD.DEEP_SUPERVISION,
         }
+
+    def set_output_prior(self, prior_prob: float) -> None:
+        """
+        Start every output head at the foreground probability ``prior_prob``: bias
+        ``-log((1 - p) / p)``, as RetinaNet's classifier prior (Lin et al. 2017, sec. 4.1).
+
+        Our choice (``MODEL.IRSTD.PRIOR_PROB``): neither SGEM nor SIRST-5K says how the last layer
+        is initialised. With torch's default (p ~ 0.5 everywhere) the Soft-IoU union starts at half
+        the frame, so the gradient on the few target pixels is tiny and training idles for
+        hundreds of iterations; a small prior puts the union near the targets from the start.
+        """
+        if not 0.0 < prior_prob < 1.0:
+            raise ValueError(f"MODEL.IRSTD.PRIOR_PROB must be in (0, 1), got {prior_prob}")
+        bias = -math.log((1.0 - prior_prob) / prior_prob)
+        heads = [self.head, *getattr(self, "aux_heads", [])]
+        for head in heads:
+            nn.init.constant_(head.bias, bias)
 
     def skip(self, level: int, enc: torch.Tensor, deeper: torch.Tensor) -> torch.Tensor:
         """
