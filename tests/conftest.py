@@ -24,6 +24,15 @@ except ImportError as e:  # pragma: no cover - environment check
     )
 
 
+# Mask R-CNN options that keep a CPU training step or inference small (fewer proposals and ROIs),
+# with every detection kept so inference returns Instances even from random weights.
+SMALL_RCNN_OPTS = (
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN", 64, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32,
+    "MODEL.RPN.POST_NMS_TOPK_TEST", 50, "TEST.DETECTIONS_PER_IMAGE", 10,
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
+)  # fmt: skip
+
+
 def shared_data_dir(name: str) -> Path:
     """Path of ``../shared/data/<name>``, or skip the test with a clear reason."""
     path = SHARED_DATA / name

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import ir_cfg
+from conftest import SMALL_RCNN_OPTS, ir_cfg
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
@@ -221,22 +221,7 @@ def _fake_batch(n=2, seed=0):
 
 
 def _small_cfg(config_file, opts=()):
-    return ir_cfg(
-        config_file,
-        [
-            "MODEL.RPN.POST_NMS_TOPK_TRAIN",
-            64,
-            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
-            32,
-            "MODEL.RPN.POST_NMS_TOPK_TEST",
-            50,
-            "TEST.DETECTIONS_PER_IMAGE",
-            10,
-            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-            0.0,
-            *opts,
-        ],
-    )
+    return ir_cfg(config_file, [*SMALL_RCNN_OPTS, *opts])
 
 
 def test_bnsa_mask_rcnn_trains_and_predicts():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CONFIGS, ir_cfg
+from conftest import CONFIGS, SMALL_RCNN_OPTS, ir_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, build_model
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -309,21 +309,7 @@ def _fake_batch(n=2, seed=0):
 
 def test_final_model_trains_and_predicts():
     torch.manual_seed(0)
-    cfg = ir_cfg(
-        FINAL,
-        [
-            "MODEL.RPN.POST_NMS_TOPK_TRAIN",
-            64,
-            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
-            32,
-            "MODEL.RPN.POST_NMS_TOPK_TEST",
-            50,
-            "TEST.DETECTIONS_PER_IMAGE",
-            10,
-            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-            0.0,
-        ],
-    )
+    cfg = ir_cfg(FINAL, SMALL_RCNN_OPTS)
     model = build_model(cfg)
     assert isinstance(model.roi_heads, IRROIHeads)
     assert isinstance(model.roi_heads.box_predictor, IRFastRCNNOutputLayers)
