@@ -124,6 +124,24 @@ def test_to_bgr_uint8_shapes_and_errors():
         to_bgr_uint8(g16, normalize="percentile", percentiles=[99, 1])
 
 
+def test_non_finite_samples_map_to_zero_and_are_left_out_of_the_statistics():
+    f = np.linspace(10.0, 50.0, 20).reshape(4, 5)
+    f[0, 0], f[1, 2], f[3, 4] = np.nan, np.inf, -np.inf
+    finite = np.isfinite(f)
+    lo, hi = f[finite].min(), f[finite].max()
+    expected = np.where(finite, np.rint((np.where(finite, f, lo) - lo) / (hi - lo) * 255), 0)
+    np.testing.assert_array_equal(normalize_to_uint8(f, "minmax"), expected.astype(np.uint8))
+    lo, hi = np.percentile(f[finite], [10.0, 90.0])
+    expected = np.rint(np.clip((np.where(finite, f, lo) - lo) / (hi - lo), 0, 1) * 255)
+    got = normalize_to_uint8(f, "percentile", (10.0, 90.0))
+    np.testing.assert_array_equal(got, np.where(finite, expected, 0).astype(np.uint8))
+    none = normalize_to_uint8(f, "none")
+    np.testing.assert_array_equal(none, np.where(finite, np.minimum(f, 255), 0).round())
+    all_bad = np.full((2, 3), np.nan)
+    for mode in ("minmax", "percentile", "none"):
+        assert not normalize_to_uint8(all_bad, mode).any()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, max_side=12)),

@@ -5,6 +5,7 @@ Infrared data: readers, datasets (registered on import, reading no file) and map
 from . import ir_datasets  # noqa: F401  (registers the built-in IR datasets)
 from .dataset_mapper import (  # noqa: F401
     IRDatasetMapper,
+    IRReaderSettings,
     IRSTDDatasetMapper,
     build_ir_augmentation,
     build_ir_mapper,

@@ -35,6 +35,7 @@ negative-sample loss of IRSTDSegmentor (``MODEL.IRSTD.NEG_LOSS``).
 
 import copy
 import logging
+from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import cv2
@@ -53,6 +54,7 @@ from .transforms import IRBrightnessContrast, IRRandomScale
 __all__ = [
     "IRDatasetMapper",
     "IRSTDDatasetMapper",
+    "IRReaderSettings",
     "build_ir_mapper",
     "build_ir_augmentation",
     "build_sirst5k_augmentation",
@@ -119,33 +121,65 @@ def build_ir_augmentation(cfg, is_train: bool, *, semantic: bool = False) -> Lis
     return augs
 
 
-def _reader_config(cfg, is_train: bool) -> dict:
-    if cfg.INPUT.FORMAT not in ("BGR", "RGB"):
-        raise ValueError(f"INPUT.FORMAT={cfg.INPUT.FORMAT!r}: the IR mappers produce BGR or RGB")
-    return {
-        "image_format": cfg.INPUT.FORMAT,
-        "normalize": cfg.INPUT.IR.NORMALIZE,
-        "percentiles": tuple(cfg.INPUT.IR.PERCENTILES),
-        "mask_threshold": cfg.INPUT.IR.MASK_THRESHOLD,
-        "skip_bad_samples": cfg.DATALOADER.SKIP_BAD_SAMPLES,
-        "resize_mismatched_masks": cfg.INPUT.IR.RESIZE_MISMATCHED_MASKS,
-        "dataset_names": tuple(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST),
-    }
+@dataclass(frozen=True)
+class IRReaderSettings:
+    """
+    How the IR mappers read a record and handle a bad one, validated once: the output channel
+    order ``image_format`` ("BGR" or "RGB"), the >8-bit ``normalize`` / ``percentiles``, the
+    ``mask_threshold``, ``skip_bad_samples``, ``resize_mismatched_masks`` and the
+    ``dataset_names`` that errors name for records without ``"dataset_name"``.
+    :meth:`from_config` takes them from ``INPUT.FORMAT``, ``INPUT.IR.*``,
+    ``DATALOADER.SKIP_BAD_SAMPLES`` and ``DATASETS.TRAIN`` / ``TEST``.
+    """
+
+    image_format: str = "BGR"
+    normalize: str = "minmax"
+    percentiles: Tuple[float, float] = (1.0, 99.0)
+    mask_threshold: float = 127
+    skip_bad_samples: bool = False
+    resize_mismatched_masks: bool = False
+    dataset_names: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.image_format not in ("BGR", "RGB"):
+            raise ValueError(
+                f"INPUT.FORMAT={self.image_format!r}: the IR mappers produce BGR or RGB"
+            )
+        object.__setattr__(self, "percentiles", check_normalize(self.normalize, self.percentiles))
+        object.__setattr__(self, "dataset_names", tuple(self.dataset_names))
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool) -> "IRReaderSettings":
+        return cls(
+            image_format=cfg.INPUT.FORMAT,
+            normalize=cfg.INPUT.IR.NORMALIZE,
+            percentiles=tuple(cfg.INPUT.IR.PERCENTILES),
+            mask_threshold=cfg.INPUT.IR.MASK_THRESHOLD,
+            skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES,
+            resize_mismatched_masks=cfg.INPUT.IR.RESIZE_MISMATCHED_MASKS,
+            dataset_names=tuple(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST),
+        )
+
+    def read_image(self, file_name: str, dataset_name: Optional[str]) -> np.ndarray:
+        """:func:`read_ir_image` with these settings."""
+        return read_ir_image(
+            file_name,
+            normalize=self.normalize,
+            percentiles=self.percentiles,
+            dataset_name=dataset_name,
+        )
 
 
-def _bank_frames(cfg, file_names: Sequence[Tuple[str, str]], counts: dict) -> Iterator[np.ndarray]:
+def _bank_frames(
+    reader: IRReaderSettings, file_names: Sequence[Tuple[str, str]], counts: dict
+) -> Iterator[np.ndarray]:
     """The training frames of the SIRST-5K noise bank, read one at a time as the mappers read
     them; with ``DATALOADER.SKIP_BAD_SAMPLES`` an unreadable frame is logged and left out."""
     for file_name, dataset_name in file_names:
         try:
-            frame = read_ir_image(
-                file_name,
-                normalize=cfg.INPUT.IR.NORMALIZE,
-                percentiles=tuple(cfg.INPUT.IR.PERCENTILES),
-                dataset_name=dataset_name,
-            )
+            frame = reader.read_image(file_name, dataset_name)
         except IRDataError as e:
-            if not cfg.DATALOADER.SKIP_BAD_SAMPLES:
+            if not reader.skip_bad_samples:
                 raise IRDataError(
                     f"{e} (while sampling the SIRST-5K noise bank of INPUT.SIRST5K.N2N_PROB > 0 "
                     "from the DATASETS.TRAIN frames; DATALOADER.SKIP_BAD_SAMPLES skips it)"
@@ -176,7 +210,8 @@ def build_sirst5k_augmentation(cfg) -> SIRST5KAugmentation:
                 "the frames of DATASETS.TRAIN, which is empty"
             )
         files = [(d["file_name"], name) for name in names for d in DatasetCatalog.get(name)]
-    aug = SIRST5KAugmentation.from_config(cfg, _bank_frames(cfg, files, counts))
+    reader = IRReaderSettings.from_config(cfg, is_train=True)
+    aug = SIRST5KAugmentation.from_config(cfg, _bank_frames(reader, files, counts))
     if aug.noise_bank is not None:
         skipped = f", {counts['skipped']} unreadable frames skipped" if counts["skipped"] else ""
         logger.info(
@@ -188,44 +223,25 @@ def build_sirst5k_augmentation(cfg) -> SIRST5KAugmentation:
 
 
 class _IRReader:
-    """Reading, checking and skipping, shared by the two mappers."""
+    """Reading, checking and skipping, shared by the two mappers (settings: ``self.reader``)."""
 
-    def _init_reader(
-        self,
-        *,
-        image_format: str,
-        normalize: str,
-        percentiles: Sequence[float],
-        mask_threshold: float,
-        skip_bad_samples: bool,
-        resize_mismatched_masks: bool,
-        dataset_names: Sequence[str],
-    ):
-        if image_format not in ("BGR", "RGB"):
-            raise ValueError(f"INPUT.FORMAT={image_format!r}: the IR mappers produce BGR or RGB")
-        self.image_format = image_format
-        self.normalize = normalize
-        self.percentiles = tuple(percentiles)
-        self.mask_threshold = mask_threshold
-        self.skip_bad_samples = skip_bad_samples
-        self.resize_mismatched_masks = resize_mismatched_masks
-        self.dataset_names = tuple(dataset_names)
+    def _init_reader(self, reader: IRReaderSettings):
+        self.reader = reader
         self.num_skipped = 0
-        check_normalize(normalize, self.percentiles)
 
     def _dataset_name(self, dataset_dict) -> str:
-        return dataset_dict.get("dataset_name") or " / ".join(self.dataset_names) or "unknown"
+        return (
+            dataset_dict.get("dataset_name") or " / ".join(self.reader.dataset_names) or "unknown"
+        )
 
     def _read_image(self, dataset_dict) -> np.ndarray:
         name = self._dataset_name(dataset_dict)
         if "ir_error" in dataset_dict and not (
-            dataset_dict.get("ir_error_kind") == "size" and self.resize_mismatched_masks
+            dataset_dict.get("ir_error_kind") == "size" and self.reader.resize_mismatched_masks
         ):
             raise IRDataError(dataset_dict["ir_error"])
         file_name = dataset_dict["file_name"]
-        image = read_ir_image(
-            file_name, normalize=self.normalize, percentiles=self.percentiles, dataset_name=name
-        )
+        image = self.reader.read_image(file_name, name)
         try:
             utils.check_image_size(dataset_dict, image)
         except utils.SizeMismatchError as e:
@@ -235,12 +251,14 @@ class _IRReader:
     def _read_mask(self, dataset_dict, image_shape) -> np.ndarray:
         name = self._dataset_name(dataset_dict)
         mask_file = dataset_dict["sem_seg_file_name"]
-        mask = read_ir_mask(mask_file, threshold=self.mask_threshold, dataset_name=name)
+        mask = read_ir_mask(mask_file, threshold=self.reader.mask_threshold, dataset_name=name)
         if mask.shape != tuple(image_shape[:2]):
             message = size_mismatch_message(
                 dataset_dict["file_name"], image_shape, mask_file, mask.shape, name
             )
-            if not (self.resize_mismatched_masks and aspect_ratios_agree(image_shape, mask.shape)):
+            if not (
+                self.reader.resize_mismatched_masks and aspect_ratios_agree(image_shape, mask.shape)
+            ):
                 raise IRDataError(message)
             mask = cv2.resize(mask, image_shape[1::-1], interpolation=cv2.INTER_NEAREST)
         return mask
@@ -255,7 +273,7 @@ class _IRReader:
         try:
             return self._map(copy.deepcopy(dataset_dict))
         except IRDataError as e:
-            if not self.skip_bad_samples:
+            if not self.reader.skip_bad_samples:
                 raise
             self._skip(e)
             return None
@@ -265,7 +283,7 @@ class _IRReader:
         logger.warning(f"skipped bad sample #{self.num_skipped} of this worker: {error}")
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        if self.image_format == "RGB":
+        if self.reader.image_format == "RGB":
             image = image[:, :, ::-1]
         return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
@@ -302,34 +320,20 @@ class IRSTDDatasetMapper(_IRReader):
         is_train: bool,
         *,
         augmentations: List[Union[T.Augmentation, T.Transform]],
-        image_format: str = "BGR",
-        normalize: str = "minmax",
-        percentiles: Sequence[float] = (1.0, 99.0),
-        mask_threshold: float = 127,
-        skip_bad_samples: bool = False,
-        resize_mismatched_masks: bool = False,
-        dataset_names: Sequence[str] = (),
+        reader: IRReaderSettings = IRReaderSettings(),
         sirst5k: Optional[Callable] = None,
     ):
         """
         Args:
+            augmentations: see :func:`build_ir_augmentation`.
+            reader: how frames and masks are read and bad samples handled.
             sirst5k: training-time callable ``(image, mask, rng) -> [(image, mask), ...]``
                 (:class:`ir_d2.data.sirst5k.SIRST5KAugmentation`), or None; unused at test time.
-            augmentations: see :func:`build_ir_augmentation`; the reading arguments: see
-                :func:`_reader_config`.
         """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.sirst5k = sirst5k if is_train else None
-        self._init_reader(
-            image_format=image_format,
-            normalize=normalize,
-            percentiles=percentiles,
-            mask_threshold=mask_threshold,
-            skip_bad_samples=skip_bad_samples,
-            resize_mismatched_masks=resize_mismatched_masks,
-            dataset_names=dataset_names,
-        )
+        self._init_reader(reader)
         mode = "training" if is_train else "inference"
         logger.info(f"[IRSTDDatasetMapper] Augmentations used in {mode}: {augmentations}")
         if self.sirst5k is not None:
@@ -340,7 +344,7 @@ class IRSTDDatasetMapper(_IRReader):
         ret = {
             "is_train": is_train,
             "augmentations": build_ir_augmentation(cfg, is_train, semantic=True),
-            **_reader_config(cfg, is_train),
+            "reader": IRReaderSettings.from_config(cfg, is_train),
         }
         if is_train and cfg.INPUT.SIRST5K.ENABLED:
             ret["sirst5k"] = build_sirst5k_augmentation(cfg)
@@ -428,35 +432,18 @@ class IRDatasetMapper(_IRReader, DatasetMapper):
     """
 
     @configurable
-    def __init__(
-        self,
-        is_train: bool,
-        *,
-        image_format: str = "BGR",
-        normalize: str = "minmax",
-        percentiles: Sequence[float] = (1.0, 99.0),
-        mask_threshold: float = 127,
-        skip_bad_samples: bool = False,
-        resize_mismatched_masks: bool = False,
-        dataset_names: Sequence[str] = (),
-        **kwargs,
-    ):
-        DatasetMapper.__init__(self, is_train, image_format=image_format, **kwargs)
-        self._init_reader(
-            image_format=image_format,
-            normalize=normalize,
-            percentiles=percentiles,
-            mask_threshold=mask_threshold,
-            skip_bad_samples=skip_bad_samples,
-            resize_mismatched_masks=resize_mismatched_masks,
-            dataset_names=dataset_names,
-        )
+    def __init__(self, is_train: bool, *, reader: IRReaderSettings = IRReaderSettings(), **kwargs):
+        """``reader``: as :class:`IRSTDDatasetMapper`'s (its ``image_format`` is the mapper's);
+        ``kwargs``: detectron2's DatasetMapper arguments but ``image_format``."""
+        DatasetMapper.__init__(self, is_train, image_format=reader.image_format, **kwargs)
+        self._init_reader(reader)
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         ret = super().from_config(cfg, is_train)
+        del ret["image_format"]  # the reader's
         ret["augmentations"] = build_ir_augmentation(cfg, is_train)
-        ret.update(_reader_config(cfg, is_train))
+        ret["reader"] = IRReaderSettings.from_config(cfg, is_train)
         return ret
 
     def _map(self, dataset_dict):

@@ -73,23 +73,24 @@ def normalize_to_uint8(
     non-finite values map to 0.
     """
     lo_p, hi_p = check_normalize(normalize, percentiles)
-    x = np.asarray(array, dtype=np.float64)
-    finite = np.isfinite(x)
-    if not finite.all():
-        x = np.where(finite, x, np.nan)
+    x = np.asarray(array)
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x)
+        if not finite.all():  # statistics and mapping over the finite samples only
+            out = np.zeros(x.shape, np.uint8)
+            if finite.any():
+                out[finite] = normalize_to_uint8(x[finite], normalize, (lo_p, hi_p))
+            return out
+    x = x.astype(np.float64, copy=False)
     if normalize == "none":
-        y = np.clip(np.nan_to_num(x, nan=0.0), 0.0, 255.0)
-        return np.rint(y).astype(np.uint8)
-    if not finite.any():
-        return np.zeros(x.shape, np.uint8)
+        return np.rint(np.clip(x, 0.0, 255.0)).astype(np.uint8)
     if normalize == "minmax":
-        lo, hi = np.nanmin(x), np.nanmax(x)
+        lo, hi = x.min(), x.max()
     else:
-        lo, hi = np.nanpercentile(x, [lo_p, hi_p])
+        lo, hi = np.percentile(x, [lo_p, hi_p])
     if not hi > lo:
         return np.zeros(x.shape, np.uint8)
-    y = (np.nan_to_num(x, nan=lo) - lo) * (255.0 / (hi - lo))
-    return np.rint(np.clip(y, 0.0, 255.0)).astype(np.uint8)
+    return np.rint(np.clip((x - lo) * (255.0 / (hi - lo)), 0.0, 255.0)).astype(np.uint8)
 
 
 def to_bgr_uint8(

@@ -53,28 +53,26 @@ def datasets_root() -> str:
     return os.path.expanduser(root)
 
 
-def _load_irstd(name, instances):
-    folder, split, suffix = IRSTD_SPLITS[name]
-    base = os.path.join(datasets_root(), folder)
+def _load_folder(base, split_file, mask_suffix, name, instances):
+    """An image folder + mask folder + split list under ``base``, as semantic or instance set."""
     loader = load_irstd_instances if instances else load_irstd_semantic
     return loader(
         os.path.join(base, "images"),
         os.path.join(base, "masks"),
-        os.path.join(base, split),
-        mask_suffix=suffix,
+        os.path.join(base, split_file),
+        mask_suffix=mask_suffix,
         dataset_name=name + ("_instances" if instances else ""),
     )
 
 
+def _load_irstd(name, instances):
+    folder, split_file, suffix = IRSTD_SPLITS[name]
+    return _load_folder(os.path.join(datasets_root(), folder), split_file, suffix, name, instances)
+
+
 def _load_synthetic(split, instances):
     base = build_synthetic_set()
-    loader = load_irstd_instances if instances else load_irstd_semantic
-    return loader(
-        os.path.join(base, "images"),
-        os.path.join(base, "masks"),
-        os.path.join(base, f"{split}.txt"),
-        dataset_name=f"ir_synthetic_{split}" + ("_instances" if instances else ""),
-    )
+    return _load_folder(base, f"{split}.txt", "", f"ir_synthetic_{split}", instances)
 
 
 def _load_ir_coco(split):
@@ -97,16 +95,12 @@ def _register(name, loader, set_metadata):
 def register_all_ir() -> None:
     """Register every built-in set (reads no file)."""
     for name in IRSTD_SPLITS:
-        _register(
-            name,
-            lambda n=name: _load_irstd(n, False),
-            lambda n: set_irstd_metadata(n, instances=False),
-        )
-        _register(
-            name + "_instances",
-            lambda n=name: _load_irstd(n, True),
-            lambda n: set_irstd_metadata(n, instances=True),
-        )
+        for instances in (False, True):
+            _register(
+                name + ("_instances" if instances else ""),
+                lambda n=name, i=instances: _load_irstd(n, i),
+                lambda n, i=instances: set_irstd_metadata(n, instances=i),
+            )
     for split in SYNTHETIC_SPLITS:
         for instances in (False, True):
             _register(

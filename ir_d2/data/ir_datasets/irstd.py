@@ -163,16 +163,12 @@ def load_irstd_instances(
     ``annotations`` (one per 8-connected component, class 0 "target"), ``image_id`` an int (its
     position in the split list, for COCO evaluation) and ``file_stem`` the name.
     """
-    records = []
-    for index, semantic in enumerate(
-        load_irstd_semantic(
-            image_dir, mask_dir, split_file, mask_suffix=mask_suffix, dataset_name=dataset_name
-        )
-    ):
-        record = {k: v for k, v in semantic.items() if k != "sem_seg_file_name"}
-        record.update(image_id=index, file_stem=semantic["image_id"], annotations=[])
-        records.append(record)
-        mask_file = semantic["sem_seg_file_name"]
+    records = load_irstd_semantic(
+        image_dir, mask_dir, split_file, mask_suffix=mask_suffix, dataset_name=dataset_name
+    )
+    for index, record in enumerate(records):
+        mask_file = record.pop("sem_seg_file_name")
+        record.update(image_id=index, file_stem=record["image_id"], annotations=[])
         try:
             mask = read_ir_mask(mask_file, threshold=threshold, dataset_name=dataset_name)
         except IRDataError as e:
