@@ -123,7 +123,12 @@ def test_siou_eiou_match_independent_formulas(base, ref):
 
 def test_ciou_matches_detectron2():
     b1, b2 = _random_boxes(200, seed=4), _random_boxes(200, seed=5)
-    torch.testing.assert_close(ciou_loss(b1, b2), d2_ciou_loss(b1, b2), rtol=1e-5, atol=1e-5)
+    expected = d2_ciou_loss(b1, b2)
+    torch.testing.assert_close(ciou_loss(b1, b2), expected, rtol=1e-5, atol=1e-5)
+    iou = torch.tensor([_geometry(p, g)[4] for p, g in zip(b1.tolist(), b2.tolist())])
+    torch.testing.assert_close(
+        focal_ciou_loss(b1, b2, gamma=0.5), iou.sqrt() * expected, rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", ["focal_siou", "focal_ciou", "focal_eiou"])
@@ -290,18 +295,18 @@ def test_lovasz_matches_direct_loop_values_and_gradients():
     torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-5, atol=1e-6)
 
 
-def test_one_sort_orders_every_row():
-    from ir_d2.layers.losses import _sort_rows_descending
+def test_block_sort_orders_every_row():
+    """_sort_block (non-negative float32 errors, as _lovasz_hinge_terms passes) against torch's
+    stable row-wise float sort: the same indices, ties included."""
+    from ir_d2.layers.losses import _sort_block
 
     g = torch.Generator().manual_seed(8)
-    errors = torch.randn(9, 50, generator=g) * 10.0 ** torch.randint(-6, 6, (9, 1), generator=g)
-    errors[0, :10] = 0.0  # ties and signed zeros
-    errors[0, 10:20] = -0.0
-    errors[1, :5] = torch.tensor([float("inf"), -float("inf"), 3.4e38, -3.4e38, 1e-40])
+    scale = 10.0 ** torch.randint(-6, 6, (9, 1), generator=g)
+    errors = (torch.randn(9, 50, generator=g) * scale).clamp_min(0)  # half of them tie at 0
+    errors[1, :6] = torch.tensor([float("inf"), 3.4e38, 1e-40, 1e-45, 1.0, 1.0])  # subnormals
     errors[2] = 1.5  # a constant row
-    perm = _sort_rows_descending(errors)
-    assert torch.equal(perm.sort(dim=1).values, torch.arange(50).expand(9, 50))  # permutations
-    assert torch.equal(errors.gather(1, perm), errors.sort(dim=1, descending=True).values)
+    perm = _sort_block(errors).view(9, 50) - torch.arange(9)[:, None] * 50
+    assert torch.equal(perm, errors.sort(dim=1, descending=True, stable=True).indices)
 
 
 def test_lovasz_closed_forms():
@@ -322,12 +327,14 @@ def test_lovasz_closed_forms():
 
 
 def test_empty_roi_batches_back_propagate():
-    for fn in (dice_loss, lovasz_hinge_loss):
+    for fn in (dice_loss, lovasz_hinge_loss, lambda x, y: ir_mask_loss(x, y)[0]):
         logits = torch.zeros(0, 28, 28, requires_grad=True)
         out = fn(logits, torch.zeros(0, 28, 28))
         assert out.item() == 0.0
         out.backward()
         assert logits.grad.shape == logits.shape
+    _, parts = ir_mask_loss(torch.zeros(0, 28, 28), torch.zeros(0, 28, 28))
+    assert [v.item() for v in parts.values()] == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="same shape"):
         dice_loss(torch.zeros(2, 4, 4), torch.zeros(2, 4, 5))
 
@@ -389,13 +396,14 @@ def _row_sort_lovasz(logits, targets):
 
 
 def test_lovasz_sorted_in_several_blocks():
-    from ir_d2.layers.losses import _SORT_CHUNK, _row_blocks, _sort_rows_descending
+    from ir_d2.layers.losses import _SORT_CHUNK, _row_blocks
 
     g = torch.Generator().manual_seed(11)
     r, side = 3 * _SORT_CHUNK // 784 + 5, 28  # 3 blocks of rows on the CPU, the last one larger
     blocks = _row_blocks(r, side * side, torch.device("cpu"))
     assert len(blocks) == 3 and blocks[-1][1] == r and all(b > a for a, b in blocks)
     assert all((b - a) * side * side >= 32768 for a, b in blocks)  # torch's radix-sort size
+    assert _row_blocks(3, 200_000, torch.device("cpu")) == [(0, 1), (1, 2), (2, 3)]  # a row each
     logits = (torch.randn(r, side, side, generator=g) * 3).double().requires_grad_()
     targets = (torch.rand(r, side, side, generator=g) > 0.7).double()
     targets[0], targets[-1] = 0, 1
@@ -404,14 +412,6 @@ def test_lovasz_sorted_in_several_blocks():
     (g_ours,) = torch.autograd.grad(ours, logits)
     (g_ref,) = torch.autograd.grad(_row_sort_lovasz(logits, targets), logits)
     torch.testing.assert_close(g_ours, g_ref, rtol=1e-4, atol=1e-9)
-    # the row order across blocks, with ties, signed zeros and infinities in several rows
-    errors = torch.randn(r, 784, generator=g)
-    errors[:, :50] = 0.0
-    errors[::7, 50:90] = -0.0
-    errors[1::9, 90:92] = torch.tensor([float("inf"), -float("inf")])
-    perm = _sort_rows_descending(errors)
-    assert torch.equal(perm.sort(dim=1).values, torch.arange(784).expand(r, 784))
-    assert torch.equal(errors.gather(1, perm), errors.sort(dim=1, descending=True).values)
 
 
 @pytest.mark.parametrize(

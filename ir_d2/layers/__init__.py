@@ -18,9 +18,9 @@ from .neg_loss import NEG_LOSS_MODES, negative_sample_loss
 from .norm import get_norm
 from .soft_iou import soft_iou_loss
 
-__all__ = ["get_norm", "soft_iou_loss"]
-__all__ += [
+__all__ = [
     "IOU_LOSS_TYPES",
+    "NEG_LOSS_MODES",
     "ciou_loss",
     "dice_loss",
     "eiou_loss",
@@ -28,9 +28,11 @@ __all__ += [
     "focal_eiou_loss",
     "focal_iou",
     "focal_siou_loss",
+    "get_norm",
     "iou_box_loss",
     "ir_mask_loss",
     "lovasz_hinge_loss",
+    "negative_sample_loss",
     "siou_loss",
+    "soft_iou_loss",
 ]
-__all__ += ["NEG_LOSS_MODES", "negative_sample_loss"]

@@ -229,16 +229,8 @@ def _per_roi(logits: torch.Tensor, targets: torch.Tensor, name: str):
             f"{name}: logits and targets must have the same shape, got "
             f"{tuple(logits.shape)} and {tuple(targets.shape)}"
         )
-    r = logits.shape[0] if logits.dim() > 0 else 0
+    r = len(logits)
     return logits.float().reshape(r, -1), targets.float().reshape(r, -1)
-
-
-def _dice_terms(p: torch.Tensor, y: torch.Tensor, smooth: float):
-    """Per-ROI numerator ``2 sum(p y) + s`` and denominator ``sum p + sum y + s`` (clamped to
-    1e-7) of eq. 14 for probabilities and targets of shape (R, P)."""
-    num = 2 * (p * y).sum(dim=1) + smooth
-    den = (p.sum(dim=1) + y.sum(dim=1) + smooth).clamp(min=1e-7)
-    return num, den
 
 
 def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -250,8 +242,10 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) 
     """
     if logits.numel() == 0:
         return logits.sum() * 0
-    p, y = _per_roi(logits, targets, "dice_loss")
-    num, den = _dice_terms(p.sigmoid(), y, smooth)
+    x, y = _per_roi(logits, targets, "dice_loss")
+    p = x.sigmoid()
+    num = 2 * (p * y).sum(dim=1) + smooth
+    den = (p.sum(dim=1) + y.sum(dim=1) + smooth).clamp(min=1e-7)  # s = 0 and empty masks
     return (1 - num / den).mean()
 
 
@@ -282,42 +276,24 @@ def _row_blocks(r: int, p: int, device: torch.device):
     """``(r0, r1)`` bounds of blocks of rows of an (R, P) tensor with about ``_SORT_CHUNK``
     elements each (at least 32768, below which torch's CPU sort is a comparison sort; the last
     block takes the remainder) on the CPU, one block elsewhere."""
-    blocks = max(1, (r * p) // _SORT_CHUNK) if device.type == "cpu" else 1
+    blocks = min(r, max(1, (r * p) // _SORT_CHUNK)) if device.type == "cpu" else 1
     step = r // blocks
     return [(i * step, (i + 1) * step if i < blocks - 1 else r) for i in range(blocks)]
 
 
-def _sort_block(errors: torch.Tensor, nonnegative: bool = False) -> torch.Tensor:
+def _sort_block(errors: torch.Tensor) -> torch.Tensor:
     """
-    The (R * P,) indices into ``errors.view(-1)`` that sort each row of ``errors`` (R, P) in
-    decreasing order, row after row; ties (equal values, signed zeros) keep their index order.
-    The keys are int64 ``(row << 32) + k``, ``k`` the signed-int32 image of ``-error`` that keeps
-    float order (for ``nonnegative`` float32 errors ``k = ~bits(error)``, the same image in one
-    operation), sorted 1-D so that torch takes its radix sort, several times faster on the CPU
-    than a row-wise float sort. Callers sort blocks of ``_row_blocks``: on the CPU their buffers
-    stay in cache, about 1.5x faster than one sort of all keys.
+    The (R * P,) indices into ``errors.view(-1)`` that sort each row of the contiguous float32
+    ``errors`` (R, P), all ``>= +0.0``, in decreasing order, row after row; ties keep their index
+    order. For such floats the int32 bit pattern keeps the order, so the int64 keys
+    ``(row << 32) + ~bits(error)`` sort 1-D (torch's radix sort, several times faster on the CPU
+    than a row-wise float sort). Callers sort blocks of ``_row_blocks``: on the CPU their buffers
+    stay in cache, about 1.5x faster than one sort of all keys. (Any other bit pattern, e.g. -0.0,
+    still sorts within its row, after the others.)
     """
-    r, p = errors.shape
-    errors = errors.detach()
-    if not (nonnegative and errors.dtype == torch.float32 and errors.is_contiguous()):
-        bits = errors.float().neg().contiguous().view(torch.int32)
-        bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: reverse their magnitude order
-        errors = ~bits  # so that the key below is (row << 32) + bits
-    rows = (torch.arange(r, device=errors.device) << 32).unsqueeze(1) - 1
-    keys = torch.sub(rows, errors.view(torch.int32)).view(-1)  # (row << 32) + ~bits(errors)
+    rows = (torch.arange(errors.shape[0], device=errors.device) << 32).unsqueeze(1) - 1
+    keys = torch.sub(rows, errors.view(torch.int32)).view(-1)  # (row << 32) - 1 - bits
     return torch.sort(keys, stable=True, out=(keys, torch.empty_like(keys)))[1]
-
-
-def _sort_rows_descending(errors: torch.Tensor) -> torch.Tensor:
-    """The (R, P) indices that sort each row of ``errors`` (R, P) in decreasing order (for
-    ``gather(1, .)``); same order as ``torch.sort(errors, dim=1, descending=True)``, ties aside,
-    which do not change the Lovasz value. See ``_sort_block``."""
-    r, p = errors.shape
-    perm = torch.empty(r, p, dtype=torch.int64, device=errors.device)
-    for r0, r1 in _row_blocks(r, p, errors.device):
-        rows = torch.arange(r1 - r0, device=errors.device).unsqueeze(1)
-        torch.sub(_sort_block(errors[r0:r1]).view(-1, p), rows * p, out=perm[r0:r1])
-    return perm
 
 
 def _lovasz_hinge_terms(f: torch.Tensor, y: torch.Tensor, out: Optional[torch.Tensor] = None):
@@ -339,7 +315,7 @@ def _lovasz_hinge_terms(f: torch.Tensor, y: torch.Tensor, out: Optional[torch.Te
         fb, yb = f[r0:r1], y[r0:r1]
         labels = torch.gt(yb, 0.5, out=torch.empty_like(yb))
         errors = torch.add(fb, 1).addcmul_(fb, labels, value=-2).clamp_min_(0)
-        order = _sort_block(errors, nonnegative=True)
+        order = _sort_block(errors)
         labels = labels.view(-1).index_select(0, order)
         errors = errors.view(-1).index_select(0, order)
         grad = _lovasz_grad(labels.view(r1 - r0, p)).view(-1)
@@ -397,8 +373,8 @@ class _CompoundMaskLoss(torch.autograd.Function):
     derivative of ``total`` is accumulated in place in one buffer during the forward pass
     (backward is one product), and few (R, P) buffers are allocated: fresh large buffers cost
     more than the arithmetic here. The same values as ``F.binary_cross_entropy_with_logits``,
-    :func:`dice_loss` (via ``_dice_terms``' formula) and :func:`lovasz_hinge_loss`
-    (``_lovasz_hinge_terms``) up to float rounding: BCE is computed as
+    :func:`dice_loss` and :func:`lovasz_hinge_loss` (``_lovasz_hinge_terms``) up to float
+    rounding: BCE is computed as
     ``sum(relu(x) - x y - log(sigmoid(|x|)))`` with ``sum relu(x) = (sum x + sum |x|) / 2``,
     within ~1e-7 of torch's ``log1p`` form, which is not vectorised on the CPU.
     """
@@ -412,7 +388,7 @@ class _CompoundMaskLoss(torch.autograd.Function):
         buf = x.abs()
         relu_sum = (x.sum() + buf.sum()) / 2
         bce = (relu_sum - torch.dot(x.view(-1), y.view(-1)) - buf.sigmoid_().log_().sum()) / (r * n)
-        # eq. 14 (_dice_terms), den_raw >= 1e-7 where the clamp passes the gradient
+        # eq. 14 as dice_loss, den_raw >= 1e-7 where the clamp passes the gradient
         num = 2 * torch.bmm(p.unsqueeze(1), y.unsqueeze(2)).view(r) + smooth
         den_raw = p.sum(dim=1) + y.sum(dim=1) + smooth
         den = den_raw.clamp(min=1e-7)
@@ -465,11 +441,14 @@ def ir_mask_loss(
 
     With a Dice or Lovasz weight, the three terms come from one fused pass
     (``_CompoundMaskLoss``: shared sigmoid, hand-written backward), equal to the separate
-    functions up to float rounding; weights (w, 0, 0), targets that require grad and R == 0 use
-    the separate functions.
+    functions up to float rounding; weights (w, 0, 0) and targets that require grad use the
+    separate functions. R == 0 gives ``logits.sum() * 0`` and zero parts.
     """
+    if logits.numel() == 0:
+        zero = logits.sum() * 0
+        return zero, dict.fromkeys(("bce", "dice", "lovasz"), zero.detach())
     targets = targets.to(dtype=torch.float32)
-    if logits.numel() > 0 and (dice_weight or lovasz_weight) and not targets.requires_grad:
+    if (dice_weight or lovasz_weight) and not targets.requires_grad:
         x, y = _per_roi(logits, targets, "ir_mask_loss")
         weights = (float(bce_weight), float(dice_weight), float(lovasz_weight))
         total, *values = _CompoundMaskLoss.apply(

@@ -21,9 +21,13 @@ from ir_d2.layers.losses import ir_mask_loss
 __all__ = ["IRMaskRCNNConvUpsampleHead", "ir_mask_rcnn_loss"]
 
 
+# detectron2's mask_rcnn_loss builds the cropped GT masks inside and returns only the BCE, and no
+# other detectron2 function returns them, so its GT extraction and its mask_rcnn/* logging are
+# repeated below, line for line; test_bce_only_equals_detectron2_mask_rcnn_loss checks that weights
+# (1, 0, 0) still give its loss, gradient and accuracy exactly.
 def _mask_targets(pred_mask_logits: torch.Tensor, instances: List[Instances]):
-    """The class-selected logits (R, M, M) and the cropped, resized GT masks (R, M, M), as float32
-    and as bool, extracted exactly as detectron2's ``mask_rcnn_loss``; ``None``s when no ROI."""
+    """The logits of the GT class (R, M, M) and the GT masks cropped by the proposal boxes and
+    resized to M (R, M, M, float32), as in ``mask_rcnn_loss``; ``(None, None)`` when no ROI."""
     cls_agnostic_mask = pred_mask_logits.size(1) == 1
     mask_side_len = pred_mask_logits.size(2)
     if pred_mask_logits.size(2) != pred_mask_logits.size(3):
@@ -40,19 +44,18 @@ def _mask_targets(pred_mask_logits: torch.Tensor, instances: List[Instances]):
             ).to(device=pred_mask_logits.device)
         )
     if len(gt_masks) == 0:
-        return None, None, None
-    gt_masks = cat(gt_masks, dim=0)
+        return None, None
     if cls_agnostic_mask:
         logits = pred_mask_logits[:, 0]
     else:
         indices = torch.arange(pred_mask_logits.size(0))
         logits = pred_mask_logits[indices, cat(gt_classes, dim=0)]
-    gt_bool = gt_masks if gt_masks.dtype == torch.bool else gt_masks > 0.5
-    return logits, gt_masks.to(dtype=torch.float32), gt_bool
+    return logits, cat(gt_masks, dim=0).to(dtype=torch.float32)
 
 
-def _log_mask_stats(logits, gt_bool, vis_period):
-    """detectron2's ``mask_rcnn/*`` accuracy scalars and the optional visualisation."""
+def _log_mask_stats(logits, gt_masks, vis_period):
+    """``mask_rcnn_loss``'s ``mask_rcnn/*`` accuracy scalars and optional visualisation."""
+    gt_bool = gt_masks > 0.5  # the same as mask_rcnn_loss's for bool and float masks
     mask_incorrect = (logits > 0.0) != gt_bool
     mask_accuracy = 1 - (mask_incorrect.sum().item() / max(mask_incorrect.numel(), 1.0))
     num_positive = gt_bool.sum().item()
@@ -65,7 +68,7 @@ def _log_mask_stats(logits, gt_bool, vis_period):
     storage.put_scalar("mask_rcnn/false_positive", false_positive)
     storage.put_scalar("mask_rcnn/false_negative", false_negative)
     if vis_period > 0 and storage.iter % vis_period == 0:
-        vis_masks = torch.cat([logits.sigmoid(), gt_bool.to(dtype=torch.float32)], axis=2)
+        vis_masks = torch.cat([logits.sigmoid(), gt_masks], axis=2)
         name = "Left: mask prediction;   Right: mask GT"
         for idx, vis_mask in enumerate(vis_masks):
             storage.put_image(name + f" ({idx})", torch.stack([vis_mask] * 3, axis=0))
@@ -93,10 +96,10 @@ def ir_mask_rcnn_loss(
     ``mask_rcnn/loss_mask_lovasz`` to the EventStorage (so TensorBoard shows each). No ROI gives
     ``pred_mask_logits.sum() * 0``.
     """
-    logits, gt_masks, gt_bool = _mask_targets(pred_mask_logits, instances)
+    logits, gt_masks = _mask_targets(pred_mask_logits, instances)
     if logits is None:
         return pred_mask_logits.sum() * 0
-    storage = _log_mask_stats(logits, gt_bool, vis_period)
+    storage = _log_mask_stats(logits, gt_masks, vis_period)
     loss, parts = ir_mask_loss(
         logits,
         gt_masks,
