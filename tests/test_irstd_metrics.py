@@ -215,6 +215,29 @@ def test_roc_thresholds_and_bool_predictions():
     assert r["Pd@0.1"] == r["Pd@0.9"] == r["Pd"] == 50.0
 
 
+def test_each_distinct_mask_is_labelled_once(monkeypatch):
+    import ir_d2.evaluation.irstd_metrics as metrics_module
+
+    calls = []
+
+    def counting(mask):
+        calls.append(mask)
+        return connected_components(mask)
+
+    monkeypatch.setattr(metrics_module, "connected_components", counting)
+    gt = _square((20, 20), 2, 2, 2)
+    prob = gt * 0.9 + 0.2 * _square((20, 20), 12, 12, 2)
+    m = IRSTDMetrics(threshold=0.5, roc_thresholds=(0.1, 0.5))
+    m.update(prob, gt)
+    assert len(calls) == 3  # the GT, then 0.5 (main and ROC alike) and 0.1
+    calls.clear()
+    m.update(prob > 0.5, gt)  # a bool pred is one mask at every threshold
+    assert len(calls) == 2
+    r = m.compute()
+    assert r["Pd"] == r["Pd@0.5"] == 100.0 and r["Fa"] == r["Fa@0.5"] == 0.0
+    assert r["Fa@0.1"] == pytest.approx(4 / 800 * 1e6)  # the faint square in the first frame
+
+
 def test_merge_equals_one_pass_and_accepts_shapes():
     rng = np.random.default_rng(0)
     gts = [rng.random((16, 16)) > 0.9 for _ in range(6)]

@@ -81,6 +81,9 @@ def test_unet_parameter_count_closed_form():
     # depthwise 3x3 and a BN
     sgem = (128 * 128 + 128) + (256 * 128 + 128) + (128 * 128 + 128) + 128 * 9 + 2 * 128
     assert sum(p.numel() for p in SGEMUNet(3, 32).parameters()) == expected + sgem
+    # SGEMUNet takes UNet's arguments, the node factory included
+    net = SGEMUNet(3, 8, node=AFFBlock)
+    assert isinstance(net.encoder[0], AFFBlock) and net.sgem.enc_channels == 32
 
 
 # ------------------------------------------------------------------------------------ SGEM
@@ -100,17 +103,31 @@ def test_sgem_attention_is_a_channel_affinity():
 
 
 def test_sgem_forward_recomputed():
+    """Fig. 3 / eqs. 1-3 written out with einsum and the BN formula, not with SGEM's modules."""
     torch.manual_seed(1)
     sgem = SGEM(8, 12).eval()
-    torch.nn.init.normal_(sgem.restore[1].weight)  # leave the identity start
+    bn = sgem.restore[1]
+    for t in (bn.weight, bn.bias, bn.running_mean):  # leave the identity start
+        torch.nn.init.normal_(t)
+    torch.nn.init.uniform_(bn.running_var, 0.5, 2.0)
     e3, d1 = torch.randn(2, 8, 10, 14), torch.randn(2, 12, 5, 7)
-    q = F.conv2d(e3, sgem.query.weight, sgem.query.bias).flatten(2)
-    k = F.conv2d(d1, sgem.key.weight, sgem.key.bias)
-    k = F.interpolate(k, size=(10, 14), mode="bilinear", align_corners=False).flatten(2)
-    matrix = sgem_attention(q, k, sgem.mix)
+
+    def conv1x1(m, x):
+        return torch.einsum("oc,nchw->nohw", m.weight[:, :, 0, 0], x) + m.bias[:, None, None]
+
+    q = conv1x1(sgem.query, e3).flatten(2)  # eq. 1
+    k = F.interpolate(conv1x1(sgem.key, d1), size=(10, 14), mode="bilinear", align_corners=False)
+    k = k.flatten(2)  # eq. 2, at E3's resolution
+    aff = torch.einsum("nch,ndh->ncd", q, k) / (10 * 14)
+    mixed = torch.einsum("oc,ncd->nod", sgem.mix.weight[:, :, 0, 0], aff)
+    matrix = torch.softmax(mixed + sgem.mix.bias[:, None], dim=-1)  # eq. 3
     v = torch.einsum("ncd,ndh->nch", matrix, e3.flatten(2)).reshape(2, 8, 10, 14)
-    expected = e3 + sgem.restore(v)
-    torch.testing.assert_close(sgem(e3, d1), expected)
+    dw = F.conv2d(v, sgem.restore[0].weight, padding=1, groups=8)  # depthwise 3x3
+    restored = (dw - bn.running_mean[:, None, None]) / torch.sqrt(bn.running_var + bn.eps)[
+        :, None, None
+    ] * bn.weight[:, None, None] + bn.bias[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(sgem(e3, d1), e3 + restored)
     with pytest.raises(ValueError, match="SGEM"):
         sgem(d1, e3)
 
@@ -167,6 +184,12 @@ def test_aff_block_residual_layout():
     y = block.spatial_attention(y) * y
     torch.testing.assert_close(block(x), torch.relu(y + x))
     assert isinstance(AFFBlock(4, 8).shortcut, torch.nn.Sequential)
+    # AFFUNet passes UNet's arguments through and builds every node with its own reduction
+    net = AFFUNet(1, 8, channels=[8, 16, 32, 64, 64], reduction=4)
+    assert net.in_channels == 1 and net.channels == (8, 16, 32, 64, 64)
+    nodes = [*net.encoder, *net.decoder]
+    assert all(isinstance(n, AFFBlock) for n in nodes)
+    assert [n.channel_attention.mlp[0].out_channels for n in net.encoder] == [2, 4, 8, 16, 16]
     cfg = ir_cfg("IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml", ["MODEL.IRSTD.AFF_REDUCTION", 4])
     net = build_irstd_net(cfg)
     assert net.encoder[4].channel_attention.mlp[0].out_channels == 512 // 4

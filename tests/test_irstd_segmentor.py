@@ -307,3 +307,44 @@ def test_evaluator_errors_name_the_file(sirst_dataset):
         evaluator.process([dicts[0]], [{"sem_seg": torch.zeros(1, 5, 5)}])
     with pytest.raises(KeyError, match="nowhere.png"):
         evaluator.process([{"file_name": "nowhere.png"}], [{"sem_seg": torch.zeros(1, 5, 5)}])
+
+
+def test_evaluator_prefers_the_inputs_sem_seg_and_reads_the_catalog_once(tmp_path):
+    rng = np.random.default_rng(0)
+    masks = [rng.random((12, 16)) > 0.9 for _ in range(3)]
+    for i, m in enumerate(masks):
+        Image.fromarray(m.astype(np.uint8) * 255).save(tmp_path / f"m{i}.png")
+    dicts = [
+        {"file_name": f"f{i}.png", "sem_seg_file_name": str(tmp_path / f"m{i}.png")}
+        for i in range(3)
+    ]
+    dicts.append({"file_name": "f3.png", "sem_seg_file_name": str(tmp_path / "absent.png")})
+    loads = []
+    name = f"irstd_test_catalog_{uuid.uuid4().hex[:8]}"
+    DatasetCatalog.register(name, lambda: loads.append(1) or dicts)
+    try:
+        evaluator = IRSTDEvaluator(name, distributed=False)
+        evaluator.reset()
+        probs = [rng.random((12, 16)) for _ in range(4)]
+        direct = IRSTDMetrics()
+        # the input's own {0, 1} "sem_seg" at the prediction's size: neither the catalog nor
+        # the (absent) mask file is read
+        sem_seg = torch.from_numpy(masks[0].astype(np.int64))
+        evaluator.process([{"file_name": "f3.png", "sem_seg": sem_seg}], [{"sem_seg": probs[3]}])
+        direct.update(probs[3], masks[0])
+        assert loads == []
+        # no "sem_seg", or one at another size: the mask file found through the catalog, which
+        # is loaded once for all inputs
+        inputs = [
+            {"file_name": "f0.png"},
+            {"file_name": "f1.png", "sem_seg": torch.zeros(6, 8, dtype=torch.int64)},
+            {"file_name": "f2.png"},
+        ]
+        outputs = [{"sem_seg": torch.from_numpy(p)[None]} for p in probs[:3]]
+        evaluator.process(inputs, outputs)
+        for p, m in zip(probs[:3], masks):
+            direct.update(p, m)
+        assert loads == [1]
+        assert evaluator.evaluate()["irstd"] == pytest.approx(direct.compute(), nan_ok=True)
+    finally:
+        DatasetCatalog.remove(name)

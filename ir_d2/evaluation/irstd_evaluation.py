@@ -3,7 +3,6 @@ IRSTDEvaluator: detectron2 DatasetEvaluator for binary small-target segmentation
 Fa, F1 by :class:`IRSTDMetrics`), for ``inference_on_dataset`` and the trainer's evaluation.
 """
 
-import copy
 import json
 import logging
 import os
@@ -15,25 +14,24 @@ from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
-from PIL import Image
+
+from ir_d2.data.io import read_ir_mask
 
 from .irstd_metrics import IRSTDMetrics
 
 __all__ = ["IRSTDEvaluator", "build_irstd_evaluator", "load_irstd_mask"]
 
 
-def load_irstd_mask(path: str, mask_threshold: int = 127) -> np.ndarray:
+def load_irstd_mask(
+    path: str, mask_threshold: int = 127, dataset_name: Optional[str] = None
+) -> np.ndarray:
     """
     An IRSTD ground-truth mask as an HxW bool array at its original size: pixels above
     ``mask_threshold`` (``INPUT.IR.MASK_THRESHOLD``) are targets, so {0, 255} and IRSTD-1k's
-    {0, 64, 255} masks both work. Multi-channel and palette masks are converted to gray first.
+    {0, 64, 255} masks both work. Read by :func:`ir_d2.data.read_ir_mask`, as the IR mappers do,
+    so training and evaluation binarise a mask alike.
     """
-    with PathManager.open(path, "rb") as f:
-        image = Image.open(f)
-        if image.mode not in ("L", "I", "I;16", "F", "1"):
-            image = image.convert("L")
-        mask = np.asarray(image)
-    return mask > mask_threshold
+    return read_ir_mask(path, threshold=mask_threshold, dataset_name=dataset_name).astype(bool)
 
 
 class IRSTDEvaluator(DatasetEvaluator):
@@ -107,16 +105,16 @@ class IRSTDEvaluator(DatasetEvaluator):
             gt = input_dict.get("sem_seg")
             if gt is not None and tuple(gt.shape[-2:]) == prob.shape:
                 # the test mapper's {0, 1} mask at the original size: no second read of the file
-                gt_file, gt = input_dict["file_name"], np.asarray(gt) > 0
+                gt = np.asarray(gt) > 0
             else:
                 gt_file = self._gt_file(input_dict)
-                gt = load_irstd_mask(gt_file, self._mask_threshold)
-            if prob.shape != gt.shape:
-                raise ValueError(
-                    f"IRSTDEvaluator: prediction {prob.shape} for {input_dict['file_name']} is not "
-                    f"at the size of its mask {gt_file} {gt.shape}; pass 'height' and 'width' in "
-                    "the inputs so the model returns the original size."
-                )
+                gt = load_irstd_mask(gt_file, self._mask_threshold, self._dataset_name)
+                if prob.shape != gt.shape:
+                    raise ValueError(
+                        f"IRSTDEvaluator: prediction {prob.shape} for {input_dict['file_name']} "
+                        f"is not at the size of its mask {gt_file} {gt.shape}; pass 'height' and "
+                        "'width' in the inputs so the model returns the original size."
+                    )
             self._metrics.update(prob, gt)
 
     def evaluate(self):
@@ -126,8 +124,8 @@ class IRSTDEvaluator(DatasetEvaluator):
             gathered = comm.all_gather(metrics)
             if not comm.is_main_process():
                 return {}
-            metrics = copy.deepcopy(gathered[0])
-            for other in gathered[1:]:
+            metrics = IRSTDMetrics(**self._metrics_args)
+            for other in gathered:
                 metrics.merge(other)
         if metrics.num_images == 0:
             self._logger.warning(f"IRSTDEvaluator on {self._dataset_name}: no images processed.")

@@ -160,19 +160,25 @@ class IRSTDMetrics:
         return array
 
     def _masks(self, pred: np.ndarray) -> List[np.ndarray]:
-        """The prediction thresholded at the main threshold and at each ROC threshold."""
+        """
+        The prediction thresholded at the main threshold and at each ROC threshold. Equal
+        thresholds, and every threshold of a bool / {0, 1} pred, share one array object, so
+        :meth:`update` labels and matches each distinct mask once.
+        """
+        thresholds = (self.threshold, *self.roc_thresholds)
         if pred.dtype == bool:
-            return [pred] * (1 + len(self.roc_thresholds))
+            return [pred] * len(thresholds)
         if np.issubdtype(pred.dtype, np.integer):
             if pred.size and (pred.min() < 0 or pred.max() > 1):
                 raise ValueError(
                     "IRSTDMetrics.update: an integer pred must be a {0, 1} mask; pass "
                     "probabilities as floats."
                 )
-            return [pred.astype(bool)] * (1 + len(self.roc_thresholds))
+            return [pred.astype(bool)] * len(thresholds)
         if np.isnan(pred).any():
             raise ValueError("IRSTDMetrics.update: pred has NaN values.")
-        return [pred > t for t in (self.threshold, *self.roc_thresholds)]
+        by_threshold = {t: pred > t for t in set(thresholds)}
+        return [by_threshold[t] for t in thresholds]
 
     def update(self, pred, gt):
         """
@@ -207,7 +213,7 @@ class IRSTDMetrics:
 
         _, gt_centroids, _ = connected_components(gt)
         self.gt_targets += len(gt_centroids)
-        found = {}  # a bool pred is the same mask at every threshold: match it once
+        found = {}  # id of a distinct mask (see _masks) -> (matched, fa_pixels)
         for i, mask in enumerate(masks):
             if id(mask) not in found:
                 _, centroids, areas = connected_components(mask)

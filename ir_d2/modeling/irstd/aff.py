@@ -7,7 +7,7 @@ blocks refined by channel attention (eq. 5) then spatial attention (eq. 6), as i
 (Woo et al., ECCV 2018) and DNANet's Res_CBAM block.
 """
 
-from typing import Optional, Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -104,25 +104,12 @@ class AFFBlock(nn.Module):
 class AFFUNet(UNet):
     """
     The U-Net (:class:`UNet`) whose every feature node is an :class:`AFFBlock` (Lu et al. 2024,
-    sec. III-C). Arguments as :class:`UNet`, plus ``reduction`` of the channel-attention MLP.
+    sec. III-C). Arguments as :class:`UNet` (but ``node``, which is the AFFBlock), plus the
+    keyword-only ``reduction`` of the channel-attention MLP (``MODEL.IRSTD.AFF_REDUCTION``).
     """
 
-    def __init__(
-        self,
-        in_channels: int = 3,
-        base_channels: int = 32,
-        *,
-        channels: Optional[Sequence[int]] = None,
-        deep_supervision: bool = False,
-        reduction: int = 16,
-    ):
-        super().__init__(
-            in_channels,
-            base_channels,
-            channels=channels,
-            deep_supervision=deep_supervision,
-            node=lambda cin, cout: AFFBlock(cin, cout, reduction),
-        )
+    def __init__(self, *args, reduction: int = 16, **kwargs):
+        super().__init__(*args, node=partial(AFFBlock, reduction=reduction), **kwargs)
         self.reduction = reduction
 
     @classmethod

@@ -6,8 +6,6 @@ Semantic Gap Reduction", ACSS 2025, sec. 3 (eqs. 1-3) and fig. 2-3: the U-Net's 
 decoder-2 skip is replaced by a cross-attention between encoder-3 (E3) and decoder-1 (D1).
 """
 
-from typing import Optional, Sequence
-
 import torch
 from torch import nn
 
@@ -102,20 +100,11 @@ class SGEMUNet(UNet):
     (``enc2``, 1/4 resolution) and D1 (``dec3``, 1/8 resolution) (Deng & Yang 2025, fig. 2).
 
     The paper widens the first stage (8.69 M parameters, 15.92 GFLOPs at 256x256); set the widths
-    with ``channels`` (``MODEL.IRSTD.CHANNELS``). Other arguments as :class:`UNet`.
+    with ``channels`` (``MODEL.IRSTD.CHANNELS``). Arguments as :class:`UNet`, ``node`` included.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 3,
-        base_channels: int = 32,
-        *,
-        channels: Optional[Sequence[int]] = None,
-        deep_supervision: bool = False,
-    ):
-        super().__init__(
-            in_channels, base_channels, channels=channels, deep_supervision=deep_supervision
-        )
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.sgem = SGEM(self.channels[SGEM_LEVEL], self.channels[SGEM_LEVEL + 1])
 
     def skip(self, level: int, enc: torch.Tensor, deeper: torch.Tensor) -> torch.Tensor:

@@ -137,17 +137,17 @@ class IRSTDSegmentor(nn.Module):
         for t, size in zip(sem_seg, images.image_sizes):
             if tuple(t.shape[-2:]) != tuple(size):
                 raise ValueError(f"'sem_seg' {tuple(t.shape)} does not match its image {size}.")
-        stacked = torch.cat([t.reshape(-1) for t in sem_seg])
-        if stacked.numel() and (stacked.min() < 0 or stacked.max() > 1):
+        targets = ImageList.from_tensors([t.float() for t in sem_seg], self.size_divisibility)
+        targets = targets.tensor  # the padding is 0, so the range check below ignores it
+        if targets.numel() and (targets.min() < 0 or targets.max() > 1):
             raise ValueError(
                 "'sem_seg' must hold values in {0, 1} (binarise {0, 255} masks with "
                 "INPUT.IR.MASK_THRESHOLD, as IRSTDDatasetMapper does)."
             )
-        targets = ImageList.from_tensors([t.float() for t in sem_seg], self.size_divisibility)
         valid = ImageList.from_tensors(
             [torch.ones_like(t, dtype=torch.float32) for t in sem_seg], self.size_divisibility
         )
-        return targets.tensor, valid.tensor
+        return targets, valid.tensor
 
     @staticmethod
     def expand_groups(batched_inputs: List[Dict]) -> List[Dict]:
@@ -198,18 +198,15 @@ class IRSTDSegmentor(nn.Module):
             Soft-IoU losses combined over each frame's group of rotated variants (SIRST-5K eq. 9
             / Algorithm 2, :func:`ir_d2.layers.negative_sample_loss`).
         """
-        if self.neg_loss == "none":
-            loss = sum(
-                soft_iou_loss(o, targets, self.soft_iou_smooth, valid=valid) for o in outputs
-            ) / len(outputs)
-            return {"loss_soft_iou": loss}
+        smooth, grouped = self.soft_iou_smooth, self.neg_loss != "none"
         group_ids = [x.get("group_id", i) for i, x in enumerate(batched_inputs)]
-        per_image = [
-            soft_iou_loss(o, targets, self.soft_iou_smooth, valid=valid, per_image=True)
-            for o in outputs
-        ]
-        loss = sum(negative_sample_loss(p, group_ids, self.neg_loss) for p in per_image)
-        return {"loss_neg": loss / len(outputs)}
+
+        def loss_of(logits):
+            loss = soft_iou_loss(logits, targets, smooth, valid=valid, per_image=grouped)
+            return negative_sample_loss(loss, group_ids, self.neg_loss) if grouped else loss
+
+        loss = sum(loss_of(o) for o in outputs) / len(outputs)
+        return {"loss_neg" if grouped else "loss_soft_iou": loss}
 
     def postprocess(
         self, logits: torch.Tensor, images: ImageList, batched_inputs: List[Dict]
