@@ -227,10 +227,10 @@ def test_n2n_with_the_mapper_noise_bank(nudt, caplog):
     r = records[0]
     gray = _frame(r).astype(np.float64)
     got = _gray(mapper(r)["image"])
-    blends = [
-        np.clip(np.rint(0.1 * cv2.resize(p.astype(np.float64), (256, 256)) + 0.9 * gray), 0, 255)
-        for p in bank.patches
-    ]
+    # eq. 2 by torch's bilinear resize (align_corners=False), independent of the code's OpenCV
+    patches = torch.from_numpy(np.stack(bank.patches).astype(np.float64))[:, None]
+    resized = torch.nn.functional.interpolate(patches, size=(256, 256), mode="bilinear")
+    blends = [np.clip(np.rint(0.1 * n[0].numpy() + 0.9 * gray), 0, 255) for n in resized]
     assert any(np.array_equal(got, b) for b in blends)
     assert not np.array_equal(got, gray)
     # reproducible under detectron2's seeding of np.random

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import REPO_ROOT, ir_cfg, shared_data_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -181,6 +182,30 @@ def test_blend_limits_dtypes_and_resize():
         n2n_displace(img, noise, 1.5)
 
 
+@pytest.mark.parametrize(
+    "noise_shape,shape",
+    [((5, 7), (20, 30)), ((32, 32), (256, 256)), ((31, 17), (40, 9)), ((1, 5), (6, 6))],
+)
+def test_noise_resize_is_torch_bilinear(noise_shape, shape):
+    """Eq. 2 against an independent resize, torch's bilinear interpolation with pixel centres
+    aligned (align_corners=False, as the authors' torchvision Resize); then eq. 3 on float frames
+    (no rounding), gray and BGR (the gray noise is added to every channel)."""
+    rng = np.random.default_rng(6)
+    noise = rng.integers(0, 256, noise_shape, dtype=np.uint8)
+    resized = F.interpolate(
+        torch.from_numpy(noise.astype(np.float64))[None, None],
+        size=shape,
+        mode="bilinear",
+        align_corners=False,
+    )[0, 0].numpy()
+    img = rng.random(shape) * 255
+    np.testing.assert_allclose(n2n_displace(img, noise, 0.3), 0.3 * resized + 0.7 * img, atol=1e-4)
+    img3 = rng.random((*shape, 3)) * 255
+    np.testing.assert_allclose(
+        n2n_displace(img3, noise, 0.3), 0.3 * resized[..., None] + 0.7 * img3, atol=1e-4
+    )
+
+
 def test_to_gray_uses_bt601():
     bgr = np.array([[[10, 20, 30]]], np.uint8)
     assert to_gray(bgr)[0, 0] == pytest.approx(0.114 * 10 + 0.587 * 20 + 0.299 * 30)
@@ -349,8 +374,13 @@ def test_rotation_invariants(h, w, size, mode, angle, seed, density):
 def test_target_centers_are_rounded_component_centroids(h, w, seed):
     rng = np.random.default_rng(seed)
     mask = (rng.random((h, w)) < rng.random() * 0.4).astype(np.uint8)
-    n, _, _, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    expected = [(int(np.floor(cy + 0.5)), int(np.floor(cx + 0.5))) for cx, cy in centroids[1:n]]
+    # OpenCV's components (its own labelling order), put in raster order of their first pixel
+    n, labels, _, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    first = [np.flatnonzero(labels == k)[0] for k in range(1, n)]
+    expected = [
+        (int(np.floor(centroids[k][1] + 0.5)), int(np.floor(centroids[k][0] + 0.5)))
+        for k in 1 + np.argsort(first)
+    ]
     assert target_centers(mask) == expected
     assert target_centers(mask * 255) == expected
 
@@ -608,6 +638,9 @@ def test_cli_errors_and_entry_point(tiny_dataset, tmp_path):
     with pytest.raises(SystemExit, match="not registered"):
         _run("no_such_dataset_xyz", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit, match="--angles"):
+        _run(name, tmp_path / "y", "--angles", "0", "45")
+    assert not list(tmp_path.iterdir())
     r = subprocess.run(
         [sys.executable, "-m", "ir_d2.tools.synthesize_sirst5k", "--help"],
         cwd=REPO_ROOT,
@@ -616,4 +649,3 @@ def test_cli_errors_and_entry_point(tiny_dataset, tmp_path):
         timeout=120,
     )
     assert r.returncode == 0 and "--per-image" in r.stdout and "--overwrite" in r.stdout
-    assert Path(synthesize_sirst5k.__file__).name == "synthesize_sirst5k.py"

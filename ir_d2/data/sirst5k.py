@@ -18,7 +18,7 @@ import numpy as np
 
 from .io import read_ir_image
 from .synthesis import (
-    _MODES,
+    _patch_size,
     _quarter_turns,
     n2n_displace,
     negative_augment,
@@ -122,15 +122,10 @@ class SIRST5KAugmentation:
             raise ValueError(f"INPUT.SIRST5K.ALPHA must be in [0, 1], got {alpha}")
         if n2n_prob > 0 and noise_bank is None:
             raise ValueError("INPUT.SIRST5K.N2N_PROB > 0 needs a noise bank (NoiseBank)")
-        if mode not in _MODES:
-            raise ValueError(f"INPUT.SIRST5K.MODE must be one of {_MODES}, got {mode!r}")
-        if patch_size is not None and (int(patch_size) != patch_size or patch_size < 1):
-            raise ValueError(
-                f"INPUT.SIRST5K.PATCH_SIZE must be a positive integer, got {patch_size}"
-            )
         if negative and len(angles) == 0:
             raise ValueError("INPUT.SIRST5K.ANGLES is empty while INPUT.SIRST5K.NEGATIVE is on")
-        _quarter_turns(angles)  # validates them
+        _patch_size(patch_size, mode)  # validate MODE, PATCH_SIZE and ANGLES here, not per frame
+        _quarter_turns(angles)
         self.noise_bank = noise_bank
         self.n2n_prob = float(n2n_prob)
         self.alpha = float(alpha)
@@ -140,29 +135,23 @@ class SIRST5KAugmentation:
         self.mode = mode
 
     @classmethod
-    def from_config(
-        cls,
-        cfg,
-        frames: Iterable[Frame] = (),
-        reader: Optional[Callable[[str], np.ndarray]] = None,
-    ) -> "SIRST5KAugmentation":
+    def from_config(cls, cfg, frames: Iterable[Frame] = ()) -> "SIRST5KAugmentation":
         """
         Build from ``cfg.INPUT.SIRST5K``: N2N_PROB, ALPHA, GRID, MAX_VAR, MAX_MEAN (the bank, eq.
         1), NEGATIVE, PATCH_SIZE, ANGLES, MODE. ``frames`` (arrays or file names, e.g. the
         training dicts' ``file_name``) feed the noise bank, which is only built when N2N_PROB > 0;
-        file names are read by ``reader``, default ``ir_d2.data.read_ir_image`` with
-        ``INPUT.IR.NORMALIZE`` / ``INPUT.IR.PERCENTILES``, as the mappers read frames.
+        file names are read by ``ir_d2.data.read_ir_image`` with ``INPUT.IR.NORMALIZE`` /
+        ``INPUT.IR.PERCENTILES``, as the mappers read frames.
         ``INPUT.SIRST5K.ENABLED`` is the caller's switch (the mapper builds this only when on).
         """
         c = cfg.INPUT.SIRST5K
         bank = None
         if c.N2N_PROB > 0:
-            if reader is None:
-                reader = partial(
-                    read_ir_image,
-                    normalize=cfg.INPUT.IR.NORMALIZE,
-                    percentiles=tuple(cfg.INPUT.IR.PERCENTILES),
-                )
+            reader = partial(
+                read_ir_image,
+                normalize=cfg.INPUT.IR.NORMALIZE,
+                percentiles=tuple(cfg.INPUT.IR.PERCENTILES),
+            )
             bank = NoiseBank.from_frames(frames, c.GRID, c.MAX_VAR, c.MAX_MEAN, reader=reader)
         return cls(
             bank,
@@ -191,9 +180,9 @@ class SIRST5KAugmentation:
         if self.noise_bank is not None:
             noise = self.noise_bank.sample(rng)
         if apply_n2n:
-            image = n2n_displace(image, noise, self.alpha)
+            image = n2n_displace(image, noise, self.alpha)  # a new array
         if not self.negative:
-            return [(image.copy(), mask.copy())]
+            return [(image if apply_n2n else image.copy(), mask.copy())]
         return negative_augment(image, mask, self.patch_size, self.angles, self.mode)
 
     def __repr__(self) -> str:

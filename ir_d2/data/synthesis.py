@@ -23,6 +23,8 @@ from typing import Iterable, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ir_d2.evaluation.irstd_metrics import connected_components
+
 __all__ = [
     "sample_noise_patches",
     "n2n_displace",
@@ -190,22 +192,14 @@ def n2n_displace(image: np.ndarray, noise: np.ndarray, alpha: float = 0.1) -> np
 def target_centers(mask: np.ndarray) -> List[Tuple[int, int]]:
     """
     ``(y, x)`` integer centres of the 8-connected targets of ``mask`` (non-zero pixels): each
-    component's centroid rounded half up, in the component order of ``cv2.connectedComponents``
-    (raster order of their first pixel).
+    component's centroid rounded half up, in raster order of the components' first pixels (the
+    targets of the metrics, :func:`ir_d2.evaluation.connected_components`).
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"expected an HxW mask, got shape {mask.shape}")
-    n, labels = cv2.connectedComponents((mask != 0).astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return []
-    # centroids by label sums (much faster than connectedComponentsWithStats on small masks)
-    ys, xs = np.nonzero(labels)
-    lab = labels[ys, xs]
-    count = np.bincount(lab, minlength=n)[1:]
-    cy = np.bincount(lab, weights=ys, minlength=n)[1:] / count
-    cx = np.bincount(lab, weights=xs, minlength=n)[1:] / count
-    return [(int(np.floor(y + 0.5)), int(np.floor(x + 0.5))) for y, x in zip(cy, cx)]
+    _, centroids, _ = connected_components(mask != 0)
+    return [(int(np.floor(y + 0.5)), int(np.floor(x + 0.5))) for y, x in centroids]
 
 
 def patch_box(center: Tuple[int, int], size: int, shape: Tuple[int, int]) -> Tuple[int, int, int]:
@@ -233,6 +227,19 @@ def _quarter_turns(angles: Sequence[int]) -> List[int]:
             )
         turns.append(int(round(float(a))) // 90 % 4)
     return turns
+
+
+def _patch_size(size, mode: str) -> int:
+    """The checked patch side of :func:`negative_augment` (None: the mode's default)."""
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES} (INPUT.SIRST5K.MODE), got {mode!r}")
+    if size is None:
+        return 3 if mode == "paper" else 32
+    if int(size) != size or size < 1:
+        raise ValueError(
+            f"patch size must be a positive integer (INPUT.SIRST5K.PATCH_SIZE), got {size}"
+        )
+    return int(size)
 
 
 def _transform_patch(patch: np.ndarray, k: int, flip: bool) -> np.ndarray:
@@ -287,28 +294,21 @@ def negative_augment(
     Returns:
         list of ``(image, mask)`` pairs (new arrays, the inputs' dtypes).
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES} (INPUT.SIRST5K.MODE), got {mode!r}")
+    size = _patch_size(size, mode)
     image, mask = np.asarray(image), np.asarray(mask)
     if mask.ndim != 2 or image.shape[:2] != mask.shape:
         raise ValueError(f"image {image.shape} and mask {mask.shape} must share H x W (mask: HxW)")
-    if size is None:
-        size = 3 if mode == "paper" else 32
-    if int(size) != size or size < 1:
-        raise ValueError(
-            f"patch size must be a positive integer (INPUT.SIRST5K.PATCH_SIZE), got {size}"
-        )
     turns = _quarter_turns(angles)
-    flip = mode == "code"
-    boxes = [patch_box(c, int(size), mask.shape) for c in target_centers(mask)]
+    code = mode == "code"  # flip before the rotation, and the label follows the image
+    boxes = [patch_box(c, size, mask.shape) for c in target_centers(mask)]
 
     def apply(selected, k):
         img, msk = image.copy(), mask.copy()
         for y0, x0, s in selected:
             window = (slice(y0, y0 + s), slice(x0, x0 + s))
-            img[window] = _transform_patch(img[window], k, flip)
-            if mode == "code":
-                msk[window] = _transform_patch(msk[window], k, flip)
+            img[window] = _transform_patch(img[window], k, code)
+            if code:
+                msk[window] = _transform_patch(msk[window], k, code)
         return img, msk
 
     if per_target:

@@ -20,7 +20,9 @@ def negative_sample_loss(
     - ``"sum"``: their sum, ``L_neg = sum_k L_SoftIoU(f(I_k), Y)`` (eq. 9);
     - ``"min"``: their minimum (Algorithm 2), so each frame's update follows its variant the net
       already handles best;
-    - ``"none"``: no grouping, the plain mean over all samples.
+    - ``"none"``: no grouping, the plain mean over all samples. (``IRSTDSegmentor`` with
+      ``MODEL.IRSTD.NEG_LOSS: "none"`` does not come here: it uses the batch Soft-IoU, one
+      intersection over one union for the whole batch, as DNANet and BasicIRSTD do.)
 
     The per-group values are then averaged over the groups of the batch, so ``"sum"`` scales with
     the group size as eq. 9 does. The authors' public training script (``train.py``) only has the
@@ -46,8 +48,8 @@ def negative_sample_loss(
         )
     if mode == "none":
         return losses.mean()
-    _, inverse = torch.unique(group_ids, return_inverse=True)
-    n_groups = int(inverse.max()) + 1
+    groups, inverse = torch.unique(group_ids, return_inverse=True)
+    n_groups = groups.numel()
     if mode == "sum":
         per_group = losses.new_zeros(n_groups).index_add(0, inverse, losses)
     else:

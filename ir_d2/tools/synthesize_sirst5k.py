@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from ir_d2.data.io import read_ir_image, read_ir_mask
 from ir_d2.data.sirst5k import NoiseBank
-from ir_d2.data.synthesis import n2n_displace, negative_augment
+from ir_d2.data.synthesis import _patch_size, _quarter_turns, n2n_displace, negative_augment
 
 __all__ = ["main", "synthesize"]
 
@@ -108,6 +108,11 @@ def synthesize(
         raise SystemExit(f"--per-image must be >= 0, got {per_image}")
     if not 0.0 <= alpha <= 1.0:
         raise SystemExit(f"--alpha must be in [0, 1], got {alpha}")
+    try:  # before any frame is read, not at the first generated frame
+        _patch_size(patch_size, mode)
+        _quarter_turns(angles)
+    except ValueError as e:
+        raise SystemExit(f"--patch-size / --angles / --mode: {e}") from None
 
     ids = [Path(d["file_name"]).stem for d in dicts]
     if len(set(ids)) != len(ids):
@@ -229,27 +234,13 @@ def get_parser():
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
-    dicts = _load_dicts(args.dataset)
-    written = synthesize(
-        dicts,
-        args.out,
-        per_image=args.per_image,
-        alpha=args.alpha,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        grid=args.grid,
-        max_var=args.max_var,
-        max_mean=args.max_mean,
-        patch_size=args.patch_size,
-        angles=args.angles,
-        mode=args.mode,
-        mask_threshold=args.mask_threshold,
-        normalize=args.normalize,
-        dataset_name=args.dataset,
-        progress=not args.no_progress,
-    )
-    print(f"wrote {len(written)} frames ({len(dicts)} originals) to {args.out}")
+    # the options' dests are synthesize()'s keyword names, except these three
+    options = vars(get_parser().parse_args(argv))
+    dataset, out = options.pop("dataset"), options.pop("out")
+    progress = not options.pop("no_progress")
+    dicts = _load_dicts(dataset)
+    written = synthesize(dicts, out, dataset_name=dataset, progress=progress, **options)
+    print(f"wrote {len(written)} frames ({len(dicts)} originals) to {out}")
     return written
 
 
