@@ -1,9 +1,10 @@
 """Helpers shared by the benchmark scripts (no timing asserts: they print figures)."""
 
-import time
 from pathlib import Path
 
 import torch
+
+from ir_d2.utils.timing import count_parameters, time_call  # noqa: F401  (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
@@ -11,36 +12,18 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def ir_cfg(config_file, opts=()):
-    """A CPU config with ir_d2's keys from ``configs/<config_file>``, no pretrained weights."""
-    from detectron2.config import get_cfg
+    """A config with ir_d2's keys from ``configs/<config_file>``, no pretrained weights, on the GPU
+    when there is one."""
+    from ir_d2.engine.defaults import setup_cfg
 
-    from ir_d2 import add_ir_config
-
-    cfg = get_cfg()
-    add_ir_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / config_file))
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg.MODEL.WEIGHTS = ""
-    cfg.merge_from_list(list(opts))
-    return cfg
-
-
-def time_call(fn, warmup=2, repeat=5):
-    """Median wall time of ``fn()`` in seconds (synchronising CUDA if used)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return setup_cfg(
+        str(CONFIGS / config_file),
+        ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *opts],
+        freeze=False,
+    )
 
 
 def n_params(module):
     """Parameters of ``module`` in millions."""
-    return sum(p.numel() for p in module.parameters()) / 1e6
+    return count_parameters(module) / 1e6

@@ -24,7 +24,7 @@ from detectron2.evaluation import inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401
-from ir_d2.data import read_ir_image, read_ir_mask
+from ir_d2.data import IRSTDDatasetMapper
 from ir_d2.engine.defaults import setup_cfg
 from ir_d2.engine.trainer import IRTrainer
 from ir_d2.evaluation import IRSTDMetrics, build_irstd_evaluator
@@ -59,18 +59,15 @@ def tophat_predict(gray, kernel, k):
     return r > r.mean() + k * r.std()
 
 
-def _frames(name, threshold=127):
+def _frames(cfg, name):
+    """(gray, bool mask) of every frame of ``name`` at its original size, read by the same test
+    mapper the net is evaluated with (so masks are binarised and resized as for the net)."""
+    mapper = IRSTDDatasetMapper(cfg, is_train=False)
     out = []
     for d in DatasetCatalog.get(name):
-        image = read_ir_image(d["file_name"])
-        try:
-            mask = read_ir_mask(d["sem_seg_file_name"], threshold=threshold)
-        except ValueError:
-            continue
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        if mask.shape != gray.shape:  # SIRST Misc_111: mask at another scale, same aspect
-            mask = cv2.resize(mask, gray.shape[::-1], interpolation=cv2.INTER_NEAREST)
-        out.append((gray, mask > 0))
+        m = mapper(d)
+        bgr = np.ascontiguousarray(m["image"].permute(1, 2, 0).numpy())
+        out.append((cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), m["sem_seg"].numpy() > 0))
     return out
 
 
@@ -143,7 +140,7 @@ def main():
         trainer.model, IRTrainer.build_test_loader(cfg, test_name), evaluator
     )["irstd"]
 
-    train_frames, test_frames = _frames(cfg.DATASETS.TRAIN[0]), _frames(test_name)
+    train_frames, test_frames = _frames(cfg, cfg.DATASETS.TRAIN[0]), _frames(cfg, test_name)
     best = max(
         ((kernel, k) for kernel in (5, 9, 13, 17) for k in (2, 3, 4, 6, 8, 12, 16, 24)),
         key=lambda p: score_tophat(train_frames, *p)["IoU"],

@@ -43,19 +43,11 @@ def shared_data_dir(name: str) -> Path:
 
 def ir_cfg(config_file=None, opts=()):
     """A detectron2 config with ir_d2's keys, merged from ``configs/<config_file>``, on the CPU,
-    with no pretrained weights."""
-    from detectron2.config import get_cfg
+    with no pretrained weights (not frozen)."""
+    from ir_d2.engine.defaults import setup_cfg
 
-    from ir_d2 import add_ir_config
-
-    cfg = get_cfg()
-    add_ir_config(cfg)
-    if config_file is not None:
-        cfg.merge_from_file(str(CONFIGS / config_file))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
-    cfg.merge_from_list(list(opts))
-    return cfg
+    path = str(CONFIGS / config_file) if config_file is not None else None
+    return setup_cfg(path, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts], freeze=False)
 
 
 @pytest.fixture(autouse=True)

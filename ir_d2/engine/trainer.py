@@ -3,7 +3,6 @@ The ir_d2 trainer: detectron2's ``DefaultTrainer`` with the IR mappers, the eval
 dataset's evaluator type, and the optimizers detectron2 lacks.
 """
 
-import logging
 import os
 
 from detectron2.data import (
@@ -20,8 +19,6 @@ from ir_d2.evaluation import build_irstd_evaluator
 from .optimizer import build_ir_optimizer
 
 __all__ = ["IRTrainer"]
-
-logger = logging.getLogger(__name__)
 
 
 class IRTrainer(DefaultTrainer):

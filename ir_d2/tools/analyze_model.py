@@ -9,7 +9,6 @@ FLOPs count one multiply-add as one FLOP (fvcore's convention, as the papers' GF
 """
 
 import argparse
-import time
 
 import torch
 from detectron2.modeling import build_model
@@ -17,6 +16,7 @@ from detectron2.utils.analysis import FlopCountAnalysis
 
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.engine.defaults import setup_cfg
+from ir_d2.utils.timing import count_parameters, time_call
 
 __all__ = ["analyze", "main"]
 
@@ -24,27 +24,18 @@ __all__ = ["analyze", "main"]
 def analyze(cfg, height: int, width: int, runs: int = 20, warmup: int = 3) -> dict:
     """
     Returns {"params_M", "gflops", "fps", "ms"} of ``cfg``'s model (eval mode, random weights)
-    on one ``height`` x ``width`` image, batch 1.
+    on one ``height`` x ``width`` image, batch 1; the time is the median of ``runs`` calls.
     """
     model = build_model(cfg).eval()
     device = next(model.parameters()).device
     image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, device=device)
     inputs = [{"image": image, "height": height, "width": width}]
-    params = sum(p.numel() for p in model.parameters()) / 1e6
+    params = count_parameters(model) / 1e6
     with torch.no_grad():
         flops = FlopCountAnalysis(model, inputs)
         flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         gflops = flops.total() / 1e9
-        for _ in range(warmup):
-            model(inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            model(inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - t0) / runs
+        seconds = time_call(lambda: model(inputs), warmup=warmup, repeat=runs)
     return {"params_M": params, "gflops": gflops, "fps": 1.0 / seconds, "ms": seconds * 1e3}
 
 

@@ -51,8 +51,10 @@ class IRVisualizationDemo:
         Returns:
             (predictions, overlay): the model output and an HxWx3 uint8 BGR picture.
         """
-        predictions = self.predictor(frame)
+        # normalise once: the uint8 BGR frame is what the predictor would make of ``frame``, and
+        # what the overlay is drawn on
         shown = to_bgr_uint8(frame, self.predictor.normalize, self.predictor.percentiles)
+        predictions = self.predictor(shown)
         if "instances" in predictions:
             overlay = draw_instances(shown, predictions["instances"], self.metadata)
         elif "sem_seg" in predictions:
