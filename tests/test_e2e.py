@@ -243,7 +243,7 @@ def test_demo_writes_overlays_for_both_model_kinds(instance_run, irstd_run, tmp_
 def test_demo_names_a_missing_input(tmp_path):
     from ir_d2.tools import demo
 
-    with pytest.raises(FileNotFoundError, match="nothing_here"):
+    with pytest.raises(SystemExit, match="nothing_here"):
         demo.main(
             [
                 "--config-file",

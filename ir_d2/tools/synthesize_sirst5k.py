@@ -22,14 +22,16 @@ Output, in the SIRST / NUDT-SIRST layout, registrable as a dataset::
 
 Originals keep their file stem as id; generated frames are ``<source id>_g<k>``. The result is the
 same for a seed (every generated frame draws from its own generator seeded by ``(seed, index)``).
-A non-empty DIR is refused unless ``--overwrite``; the set is written into a temporary sibling
-folder and renamed to DIR at the end, so an interrupted run never looks complete.
+
+Nothing of the user's is ever removed: a non-empty DIR is refused, and ``--overwrite`` replaces
+only a folder this tool wrote (its ``synthesis.json`` names this tool, and it holds nothing but
+the files that its ``train.txt`` lists). The set is written into a temporary sibling folder
+``.DIR.tmp-<pid>`` and renamed to DIR at the end, so an interrupted run never looks complete; such a
+folder left by a killed run is removed by the next run (or named, when it cannot tell).
 """
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -38,10 +40,17 @@ import numpy as np
 from tqdm import tqdm
 
 from ir_d2.data.io import read_ir_image, read_ir_mask
+from ir_d2.data.ir_datasets.irstd import aspect_ratios_agree, size_mismatch_message
 from ir_d2.data.sirst5k import NoiseBank
 from ir_d2.data.synthesis import _patch_size, _quarter_turns, n2n_displace, negative_augment
+from ir_d2.utils.fileio import staged_dir
 
-__all__ = ["main", "synthesize"]
+__all__ = ["main", "synthesize", "TOOL"]
+
+#: The marker in ``synthesis.json`` that says a folder is this tool's output.
+TOOL = "ir_d2.tools.synthesize_sirst5k"
+# the entries of an output folder
+_OUTPUT_ENTRIES = {"images", "masks", "50_50", "synthesis.json"}
 
 # Generated frames per original in the paper's SIRST-5K from NUDT-SIRST: 4899 / 663.
 PAPER_PER_IMAGE = 4899 / 663
@@ -76,6 +85,85 @@ def _rotation_angles(angles, mode):
     return [a for a in angles if float(a) % 360 != 0]
 
 
+def _own_output(out: Path):
+    """
+    Why ``out`` is not a folder this tool wrote, or None when it is: its ``synthesis.json`` names
+    this tool (or is an earlier version's, with the same keys) and it holds only ``images/``,
+    ``masks/``, ``50_50/`` and ``synthesis.json``, the image and mask folders only the PNGs of the
+    ids its ``50_50/train.txt`` lists.
+    """
+    try:
+        meta = json.loads((out / "synthesis.json").read_text())
+    except (OSError, ValueError):
+        return "it has no readable synthesis.json"
+    legacy = str(meta.get("paper", "")).startswith("Lu et al. 2024") and "originals" in meta
+    if meta.get("tool") != TOOL and not legacy:
+        return f"its synthesis.json was not written by {TOOL}"
+    extra = sorted(p.name for p in out.iterdir() if p.name not in _OUTPUT_ENTRIES)
+    if extra:
+        return f"it holds {extra[:3]}, which this tool does not write"
+    try:
+        ids = set((out / "50_50" / "train.txt").read_text().split())
+    except OSError:
+        return "it has no 50_50/train.txt"
+    for folder in ("images", "masks"):
+        if not (out / folder).is_dir():
+            continue
+        for p in (out / folder).iterdir():
+            if p.suffix != ".png" or p.stem not in ids:
+                return f"it holds {p}, which its 50_50/train.txt does not list"
+    extra = [p for p in (out / "50_50").iterdir() if p.name != "train.txt"]
+    if extra:
+        return f"it holds {extra[0]}, which this tool does not write"
+    return None
+
+
+def check_output_folder(out, overwrite: bool = False) -> bool:
+    """
+    Whether ``out`` may receive a new set: absent or empty (False: nothing to replace), or, with
+    ``overwrite``, a set this tool wrote (True: it will be replaced). Anything else exits with one
+    line and changes nothing.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if not overwrite:
+        raise SystemExit(
+            f"--out {out} is not empty; choose a new folder, or pass --overwrite to replace a set "
+            "this tool wrote there"
+        )
+    reason = _own_output(out)
+    if reason is not None:
+        raise SystemExit(
+            f"--out {out} was not written by this tool ({reason}): --overwrite replaces only this "
+            "tool's own output; choose a new or empty folder"
+        )
+    return True
+
+
+def _read_pair(d, *, normalize, mask_threshold, resize_mismatched, name):
+    """One original frame (gray) and its {0, 1} mask, as the mappers read them."""
+    image = read_ir_image(d["file_name"], normalize=normalize, dataset_name=name)
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # exact for replicated gray
+    mask = read_ir_mask(d["sem_seg_file_name"], threshold=mask_threshold, dataset_name=name)
+    if image.shape != mask.shape:
+        if not (resize_mismatched and aspect_ratios_agree(image.shape, mask.shape)):
+            raise SystemExit(
+                size_mismatch_message(
+                    d["file_name"],
+                    image.shape,
+                    d["sem_seg_file_name"],
+                    mask.shape,
+                    name,
+                    fix="pass --resize-mismatched to resize such masks (same aspect ratio only)",
+                )
+            )
+        mask = cv2.resize(mask, image.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
 def synthesize(
     dicts,
     out,
@@ -92,6 +180,7 @@ def synthesize(
     mode="paper",
     mask_threshold=127,
     normalize="minmax",
+    resize_mismatched=False,
     dataset_name="",
     progress=True,
 ):
@@ -100,10 +189,7 @@ def synthesize(
     Returns the ids written, originals first.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SystemExit(f"--out {out} is not empty; pass --overwrite to replace it")
+    replace = check_output_folder(out, overwrite)
     if per_image < 0:
         raise SystemExit(f"--per-image must be >= 0, got {per_image}")
     if not 0.0 <= alpha <= 1.0:
@@ -122,25 +208,18 @@ def synthesize(
     n_gen = int(round(per_image * n))
     rot_angles = _rotation_angles(angles, mode)
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        (tmp / "images").mkdir(parents=True)
-        (tmp / "masks").mkdir()
-        (tmp / "50_50").mkdir()
+    with staged_dir(out, TOOL, replace=replace) as tmp:
+        for folder in ("images", "masks", "50_50"):
+            (tmp / folder).mkdir()
         images, masks = [], []
         for d in tqdm(dicts, desc="originals", disable=not progress, file=sys.stderr):
-            image = read_ir_image(d["file_name"], normalize=normalize, dataset_name=dataset_name)
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # exact for replicated gray
-            mask = read_ir_mask(
-                d["sem_seg_file_name"], threshold=mask_threshold, dataset_name=dataset_name
+            image, mask = _read_pair(
+                d,
+                normalize=normalize,
+                mask_threshold=mask_threshold,
+                resize_mismatched=resize_mismatched,
+                name=dataset_name,
             )
-            if image.shape != mask.shape:
-                raise SystemExit(
-                    f"{d['file_name']} {image.shape} and its mask {d['sem_seg_file_name']} "
-                    f"{mask.shape} differ in size"
-                )
             images.append(image)
             masks.append(mask)
         bank = NoiseBank.from_frames(images, grid, max_var, max_mean) if n_gen else None
@@ -163,6 +242,7 @@ def synthesize(
 
         (tmp / "50_50" / "train.txt").write_text("".join(f"{i}\n" for i in written))
         meta = {
+            "tool": TOOL,
             "paper": "Lu et al. 2024, SIRST-5K, sec. III",
             "dataset": dataset_name,
             "originals": n,
@@ -176,15 +256,10 @@ def synthesize(
             "patch_size": patch_size,
             "angles": list(angles),
             "mode": mode,
+            "resize_mismatched": resize_mismatched,
             "noise_patches": len(bank) if bank is not None else 0,
         }
         (tmp / "synthesis.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written
 
 
@@ -215,7 +290,9 @@ def get_parser():
     )
     p.add_argument("--alpha", type=float, default=0.1, help="N2N blend weight (eq. 3)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a set this tool wrote earlier in --out"
+    )
     p.add_argument("--grid", type=int, default=8, help="noise regions per side (eq. 1)")
     p.add_argument("--max-var", type=float, default=100.0, help="sigma of eq. 1")
     p.add_argument("--max-mean", type=float, default=100.0, help="mu of eq. 1")
@@ -228,6 +305,12 @@ def get_parser():
         choices=["minmax", "percentile", "none"],
         default="minmax",
         help="how frames with more than 8 bits become 8-bit (as INPUT.IR.NORMALIZE)",
+    )
+    p.add_argument(
+        "--resize-mismatched",
+        action="store_true",
+        help="resize a mask whose size differs from its image (same aspect ratio), as "
+        "INPUT.IR.RESIZE_MISMATCHED_MASKS does (SIRST's Misc_111)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -139,13 +139,21 @@ def aspect_ratios_agree(shape_a, shape_b, tolerance: float = 0.02) -> bool:
     return abs((wa / ha) / (wb / hb) - 1.0) <= tolerance
 
 
-def size_mismatch_message(image_file, image_shape, mask_file, mask_shape, dataset_name) -> str:
-    """The error text of a mask whose size differs from its image (names both files)."""
+#: How a config resizes or skips a mask whose size differs from its image.
+CONFIG_SIZE_FIX = (
+    "set INPUT.IR.RESIZE_MISMATCHED_MASKS True to resize such masks (same aspect ratio only) or "
+    "DATALOADER.SKIP_BAD_SAMPLES True to skip them"
+)
+
+
+def size_mismatch_message(
+    image_file, image_shape, mask_file, mask_shape, dataset_name, fix: str = CONFIG_SIZE_FIX
+) -> str:
+    """The error text of a mask whose size differs from its image (names both files and says
+    what to do: ``fix``, by default the config keys; the tools name their flags)."""
     return (
         f"mask '{mask_file}' is {mask_shape[1]}x{mask_shape[0]} but its image '{image_file}' is "
-        f"{image_shape[1]}x{image_shape[0]} (dataset '{dataset_name}'); set "
-        "INPUT.IR.RESIZE_MISMATCHED_MASKS True to resize such masks (same aspect ratio only) or "
-        "DATALOADER.SKIP_BAD_SAMPLES True to skip them"
+        f"{image_shape[1]}x{image_shape[0]} (dataset '{dataset_name}'); {fix}"
     )
 
 

@@ -1,0 +1,109 @@
+"""
+Command-line conventions shared by the ir_d2 tools (no detectron2 import).
+
+- Bad input or options end a tool with one line naming the file, key or flag
+  (:class:`CommandLineError`, a ``SystemExit``), never with a traceback from deep in a stack. Set
+  env ``IR_D2_DEBUG=1`` to get the traceback instead.
+- Config overrides are given the same way to every tool: trailing ``KEY VALUE`` pairs, or the same
+  pairs after ``--opts`` (detectron2's train_net uses the first form, its demo the second).
+"""
+
+import argparse
+import os
+import re
+from contextlib import contextmanager
+from typing import List, Sequence, Tuple
+
+__all__ = [
+    "CommandLineError",
+    "one_line_errors",
+    "add_opts_arguments",
+    "collect_opts",
+    "split_trailing_opts",
+    "positive",
+]
+
+#: A config key as written on a command line: upper-case words joined by dots (MODEL.WEIGHTS).
+CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+class CommandLineError(SystemExit):
+    """Ends a tool with one line on stderr (the message) and exit status 1."""
+
+
+@contextmanager
+def one_line_errors(prog: str, types: Tuple[type, ...] = (ValueError, OSError, KeyError)):
+    """
+    Turn the ``types`` of errors raised inside the block into a :class:`CommandLineError`
+    ``"<prog>: <message>"`` on one line (unless env ``IR_D2_DEBUG`` is set). Use it around what a
+    user's input drives (config, files, options), not around a training loop.
+    """
+    try:
+        yield
+    except types as e:
+        if os.environ.get("IR_D2_DEBUG"):
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, KeyError) and message.startswith("'"):
+            message = f"unknown key {message}"
+        raise CommandLineError(f"{prog}: {message}") from e
+
+
+def add_opts_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
+    """``--opts KEY VALUE ...`` and, with ``positional``, trailing ``KEY VALUE ...`` pairs."""
+    parser.add_argument(
+        "--opts",
+        dest="dash_opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides (the same as trailing KEY VALUE pairs)",
+    )
+    if positional:
+        parser.add_argument(
+            "opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ..."
+        )
+
+
+def collect_opts(args: argparse.Namespace) -> List[str]:
+    """The config overrides of both forms, trailing pairs first."""
+    opts = list(getattr(args, "opts", None) or [])
+    if opts and opts[0] == "--opts":  # "--opts" after a trailing pair
+        opts = opts[1:]
+    if "--opts" in opts:
+        i = opts.index("--opts")
+        opts = opts[:i] + opts[i + 1 :]
+    dash = list(getattr(args, "dash_opts", None) or [])
+    if len(opts + dash) % 2:
+        raise CommandLineError(
+            f"config overrides must be KEY VALUE pairs, got an odd number: {opts + dash}"
+        )
+    return opts + dash
+
+
+def split_trailing_opts(values: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """
+    Split a ``nargs="+"`` list that may end with config overrides (``--input a.png b/
+    MODEL.WEIGHTS w.pth``): the overrides start at the first value that looks like a config key
+    (``MODEL.WEIGHTS``) and is not an existing path.
+    """
+    values = list(values)
+    for i, v in enumerate(values):
+        if CONFIG_KEY.match(v) and not os.path.exists(v):
+            return values[:i], values[i:]
+    return values, []
+
+
+def positive(kind=int, flag: str = ""):
+    """An argparse ``type`` accepting only values > 0 (the error names the flag)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be > 0, got {text}")
+        return value
+
+    return parse
