@@ -252,3 +252,36 @@ def test_synthesis_killed_with_sigkill_leaves_a_folder_the_next_run_removes(
     _synthesize(out, "--per-image", "0")
     assert not staging.exists() and out.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s5k"]
+
+
+# ----------------------------------------------------------------------------- masks_to_coco
+def test_masks_to_coco_never_writes_over_a_json_it_did_not_write(tmp_path, capsys):
+    from ir_d2.tools.masks_to_coco import main as masks_to_coco
+
+    images = tmp_path / "images"
+    frames = _frames(images, n=2)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for f in frames:
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10:13, 20:23] = 255
+        cv2.imwrite(str(masks / f.name), mask)
+    annotations = tmp_path / "instances.json"
+    annotations.write_text('{"images": [], "annotations": [], "note": "hand-made"}')
+    before = _snapshot(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        rc = masks_to_coco([str(images), str(masks), str(annotations), *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and str(annotations) in err and err.count("\n") == 1
+    assert _snapshot(tmp_path) == before
+    out = tmp_path / "out.json"
+    assert masks_to_coco([str(images), str(masks), str(out)]) == 0
+    assert masks_to_coco([str(images), str(masks), str(out)]) == 2  # exists: needs --overwrite
+    assert masks_to_coco([str(images), str(masks), str(out), "--overwrite"]) == 0
+    assert len(json.loads(out.read_text())["annotations"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "images",
+        "instances.json",
+        "masks",
+        "out.json",
+    ]

@@ -206,13 +206,18 @@ def read_ir_image(
 
 
 def read_ir_mask(
-    path: str, *, threshold: float = 127, dataset_name: Optional[str] = None
+    path: str,
+    *,
+    threshold: float = 127,
+    dataset_name: Optional[str] = None,
+    threshold_name: str = "INPUT.IR.MASK_THRESHOLD",
 ) -> np.ndarray:
     """
     Read a target mask as an HxW uint8 array in {0, 1}: a pixel is a target when its value is
     ``> threshold`` (``INPUT.IR.MASK_THRESHOLD``), so {0, 255} and {0, 64, 255} masks both work.
     Colour or palette masks are first converted to their luminance. A mask that has non-zero
-    values but none above ``threshold`` (e.g. a {0, 1} mask) is warned about once per file.
+    values but none above ``threshold`` (e.g. a {0, 1} mask) is warned about once per file, naming
+    ``threshold_name``, the key or flag that sets the threshold.
 
     Raises:
         IRDataError: missing, empty or corrupt file (the message names it and ``dataset_name``).
@@ -230,8 +235,8 @@ def read_ir_mask(
         _WARNED_LOW_MASKS.add(path)
         logger.warning(
             f"mask '{path}' {_of(dataset_name)} has values up to {a.max()}, none above "
-            f"INPUT.IR.MASK_THRESHOLD={threshold}: it binarises to an empty mask "
-            "(for {0, 1} masks set INPUT.IR.MASK_THRESHOLD to 0)"
+            f"{threshold_name}={threshold}: it binarises to an empty mask "
+            f"(for {{0, 1}} masks set {threshold_name} to 0)"
         )
     return mask
 
