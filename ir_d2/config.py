@@ -7,11 +7,39 @@ Config keys of ir_d2.
 of detectron2's own defaults, so a plain detectron2 config behaves the same after it.
 
 The keys are grouped by the part of the package that reads them, one function per group.
+
+``get_ir_cfg()`` is detectron2's ``get_cfg()`` with these keys, whose config files may also name
+model-zoo configs as ``_BASE_: "ir_d2://IRSTD/Base-IRSTD.yaml"`` (see :mod:`ir_d2.model_zoo`).
 """
 
-from detectron2.config import CfgNode as CN
+import os
 
-__all__ = ["add_ir_config"]
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+__all__ = ["add_ir_config", "get_ir_cfg", "IRCfgNode"]
+
+
+class IRCfgNode(CN):
+    """detectron2's CfgNode whose YAML files may name model-zoo configs with the ``ir_d2://``
+    prefix, also in ``_BASE_`` (where detectron2 would join it to the file's own folder)."""
+
+    @classmethod
+    def _open_cfg(cls, filename):
+        from ir_d2.model_zoo import CONFIG_PREFIX, get_config_file
+
+        filename = os.fspath(filename)
+        if CONFIG_PREFIX in filename:
+            filename = get_config_file(filename[filename.index(CONFIG_PREFIX) :])
+        return super()._open_cfg(filename)
+
+
+def get_ir_cfg() -> IRCfgNode:
+    """detectron2's default config with ir_d2's keys (:func:`add_ir_config`), as an
+    :class:`IRCfgNode`."""
+    cfg = IRCfgNode(add_ir_config(get_cfg()))  # every node an IRCfgNode, as merging expects
+    cfg.DATASETS.IR_REGISTER.set_new_allowed(True)  # the conversion drops the flag
+    return cfg
 
 
 def add_ir_config(cfg):
@@ -27,7 +55,15 @@ def add_ir_config(cfg):
     _add_sirst5k_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
+    _add_datasets_config(cfg)
     return cfg
+
+
+def _add_datasets_config(cfg):
+    """Datasets registered from the config itself (no Python needed for one's own data)."""
+    # name -> {TYPE: "coco" | "irstd" | "subset", ...}: registered by ir_d2's tools at set-up
+    # (ir_d2.data.register_datasets_from_config); the README lists each TYPE's keys.
+    cfg.DATASETS.IR_REGISTER = CN(new_allowed=True)
 
 
 def _add_bnsa_config(cfg):

@@ -1,4 +1,4 @@
-"""Built-in IR datasets, instance conversion, IR COCO registration, synthetic set, CLI (issue 4)."""
+"""Built-in IR datasets, instance conversion, IR COCO registration, synthetic set, CLI."""
 
 import json
 import logging
@@ -16,7 +16,7 @@ from detectron2.structures import BoxMode
 from PIL import Image
 
 import ir_d2  # noqa: F401  (registration)
-from ir_d2.data import register_ir_coco_instances, register_irstd
+from ir_d2.data import IR_COCO_CLASSES, register_ir_coco_instances, register_irstd
 from ir_d2.data.ir_datasets import read_split_list
 from ir_d2.data.ir_datasets.builtin import IRSTD_SPLITS, register_all_ir
 from ir_d2.data.ir_datasets.synthetic import build_synthetic_set, synthetic_set_dir
@@ -255,7 +255,9 @@ def _coco_json(path):
 def test_register_ir_coco_instances_maps_by_name_and_drops_zero_area(tmp_path, caplog):
     _coco_json(tmp_path / "instances.json")
     name = "tmp_ir_coco_test_set"
-    register_ir_coco_instances(name, str(tmp_path / "instances.json"), str(tmp_path))
+    register_ir_coco_instances(
+        name, str(tmp_path / "instances.json"), str(tmp_path), thing_classes=IR_COCO_CLASSES
+    )
     try:
         meta = MetadataCatalog.get(name)
         assert meta.thing_classes == ["person", "car", "bicycle", "uav"]
@@ -296,7 +298,7 @@ def test_masks_to_coco_cli_matches_the_instance_set(real_root, tmp_path, capsys)
     coco = json.loads(out.read_text())
     assert [c["name"] for c in coco["categories"]] == ["target"]
     name = "tmp_sirst_train_from_cli"
-    register_ir_coco_instances(name, str(out), str(sirst / "images"), thing_classes=("target",))
+    register_ir_coco_instances(name, str(out), str(sirst / "images"))  # its class from the json
     try:
         cli = {Path(r["file_name"]).stem: r for r in DatasetCatalog.get(name)}
         for r in DatasetCatalog.get("sirst_train_instances"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import CONFIGS, shared_data_dir
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import DefaultPredictor, default_argument_parser
+from detectron2.engine import DefaultPredictor
 
 from ir_d2.engine import IRPredictor
 from ir_d2.engine.defaults import WeightsUnavailableError, setup_cfg
@@ -54,7 +54,7 @@ def _run(config_file, out_dir, *extra, eval_only=False, resume=False):
     argv += ["--eval-only"] if eval_only else []
     argv += ["--resume"] if resume else []
     argv += ["OUTPUT_DIR", str(out_dir), "SEED", "7", *map(str, extra)]
-    return train_net.main(default_argument_parser().parse_args(argv))
+    return train_net.main(train_net.get_parser().parse_args(argv))
 
 
 @pytest.fixture(scope="module")

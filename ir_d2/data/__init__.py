@@ -29,9 +29,10 @@ from .ir_datasets import (  # noqa: F401
     load_irstd_semantic,
     mask_to_coco_annotations,
     masks_to_coco_dict,
+    register_datasets_from_config,
     register_flir,
     register_ir_coco_instances,
     register_irstd,
 )
-from .sirst5k import NoiseBank, SIRST5KAugmentation  # noqa: F401  (SIRST-5K, issue 6)
+from .sirst5k import NoiseBank, SIRST5KAugmentation  # noqa: F401
 from .synthesis import n2n_displace, negative_augment, sample_noise_patches  # noqa: F401

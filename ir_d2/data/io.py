@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 NORMALIZE_MODES = ("minmax", "percentile", "none")
 # Pillow modes whose samples have more than 8 bits.
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
-# masks whose values all lie in (0, threshold] were warned about once per file
+# masks whose values all lie in (0, threshold] were warned about once per file, the first few
 _WARNED_LOW_MASKS = set()
+_MAX_LOW_MASK_WARNINGS = 5
 
 
 class IRDataError(ValueError):
@@ -233,6 +234,10 @@ def read_ir_mask(
     mask = (a > threshold).astype(np.uint8)
     if not mask.any() and a.max() > 0 and path not in _WARNED_LOW_MASKS:
         _WARNED_LOW_MASKS.add(path)
+        if len(_WARNED_LOW_MASKS) > _MAX_LOW_MASK_WARNINGS:
+            if len(_WARNED_LOW_MASKS) == _MAX_LOW_MASK_WARNINGS + 1:
+                logger.warning("further masks with no value above the threshold are not named")
+            return mask
         logger.warning(
             f"mask '{path}' {_of(dataset_name)} has values up to {a.max()}, none above "
             f"{threshold_name}={threshold}: it binarises to an empty mask "

@@ -1,35 +1,106 @@
 """Config set-up and weight loading shared by the command-line tools."""
 
+import logging
 import os
 
-from detectron2.config import get_cfg
+import torch
 from detectron2.engine import default_setup
+from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
+from detectron2.utils.logger import setup_logger
 
-from ir_d2.config import add_ir_config
+from ir_d2.config import get_ir_cfg
+from ir_d2.data.ir_datasets.from_config import register_datasets_from_config
 
-__all__ = ["setup_cfg", "WeightsUnavailableError", "ensure_weights"]
+__all__ = [
+    "setup_cfg",
+    "resolve_config_file",
+    "check_cfg",
+    "WeightsUnavailableError",
+    "ensure_weights",
+]
+
+logger = logging.getLogger(__name__)
 
 
 class WeightsUnavailableError(SystemExit):
     """``MODEL.WEIGHTS`` names a file that cannot be read or downloaded (exits with one line)."""
 
 
+def resolve_config_file(config_file: str) -> str:
+    """``config_file`` when it is a file, else the model-zoo config of that name
+    (``IRSTD/...yaml`` or ``ir_d2://IRSTD/...yaml``); FileNotFoundError naming it otherwise."""
+    from ir_d2.model_zoo import CONFIG_PREFIX, get_config_file
+
+    config_file = os.fspath(config_file)
+    if not config_file.startswith(CONFIG_PREFIX) and os.path.isfile(config_file):
+        return config_file
+    try:
+        return get_config_file(config_file)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"config file {config_file!r} does not exist, nor is it a model-zoo config "
+            "(python -m ir_d2.model_zoo lists them)"
+        ) from None
+
+
+def _use_cpu_without_cuda(cfg) -> str:
+    """``MODEL.DEVICE`` "cuda" (detectron2's default) on a machine without CUDA becomes "cpu";
+    returns the line that says so, or ""."""
+    if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+        return "MODEL.DEVICE is 'cuda' but this machine has no CUDA device: running on the CPU"
+    return ""
+
+
+def check_cfg(cfg) -> None:
+    """Values that detectron2 would only trip over deep in a run: a ValueError naming the key."""
+    positive = {
+        "SOLVER.IMS_PER_BATCH": cfg.SOLVER.IMS_PER_BATCH,
+        "SOLVER.CHECKPOINT_PERIOD": cfg.SOLVER.CHECKPOINT_PERIOD,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{key} must be > 0, got {value}")
+    non_negative = {
+        "SOLVER.MAX_ITER": cfg.SOLVER.MAX_ITER,
+        "SOLVER.BASE_LR": cfg.SOLVER.BASE_LR,
+        "DATALOADER.NUM_WORKERS": cfg.DATALOADER.NUM_WORKERS,
+        "TEST.EVAL_PERIOD": cfg.TEST.EVAL_PERIOD,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ValueError(f"{key} must be >= 0, got {value}")
+
+
 def setup_cfg(config_file, opts=(), args=None, freeze=True):
     """
-    detectron2's default config with the ir_d2 keys, merged from ``config_file`` and ``opts``
-    (``KEY VALUE`` pairs). With ``args`` (a ``default_argument_parser`` namespace) it also runs
-    detectron2's ``default_setup`` (logger, output dir, config dump, seed).
+    detectron2's default config with the ir_d2 keys (:func:`ir_d2.config.get_ir_cfg`), merged from
+    ``config_file`` (a file or a model-zoo path) and ``opts`` (``KEY VALUE`` pairs), then:
+
+    - ``MODEL.DEVICE`` "cuda" runs on the CPU, with one log line, where there is no CUDA;
+    - values that would fail deep in a run are refused, naming the key (:func:`check_cfg`);
+    - the datasets of ``DATASETS.IR_REGISTER`` are registered and ``INPUT.IR.MASK_THRESHOLD``
+      applies to mask-derived instance sets (:func:`register_datasets_from_config`).
+
+    With ``args`` (a ``default_argument_parser`` namespace) it also runs detectron2's
+    ``default_setup`` (loggers, output dir, config dump, seed) and sends ir_d2's own log lines to
+    the console and ``OUTPUT_DIR/log.txt`` as detectron2's.
     """
-    cfg = get_cfg()
-    add_ir_config(cfg)
+    cfg = get_ir_cfg()
     if config_file:
-        cfg.merge_from_file(config_file)
+        cfg.merge_from_file(resolve_config_file(config_file))
     cfg.merge_from_list(list(opts))
-    if freeze:
-        cfg.freeze()
+    note = _use_cpu_without_cuda(cfg)
+    check_cfg(cfg)
+    register_datasets_from_config(cfg)  # it writes absolute paths: before the config is saved
     if args is not None:
         default_setup(cfg, args)
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ir_d2")
+    if note:
+        logger.warning(note)
+    if freeze:
+        cfg.freeze()
     return cfg
 
 

@@ -5,16 +5,11 @@ dataset's evaluator type, and the optimizers detectron2 lacks.
 
 import os
 
-from detectron2.data import (
-    MetadataCatalog,
-    build_detection_test_loader,
-    build_detection_train_loader,
-)
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
-from detectron2.evaluation import COCOEvaluator
 
-from ir_d2.data import build_ir_mapper
-from ir_d2.evaluation import build_irstd_evaluator
+from ir_d2.data.build import build_ir_test_loader, build_ir_train_loader
+from ir_d2.evaluation import IRCOCOEvaluator, build_irstd_evaluator
 
 from .optimizer import build_ir_optimizer
 
@@ -26,10 +21,12 @@ class IRTrainer(DefaultTrainer):
     ``DefaultTrainer`` for ir_d2 configs:
 
     - the train and test mappers come from ``INPUT.DATASET_MAPPER_NAME``
-      (:func:`ir_d2.data.build_ir_mapper`);
-    - the evaluator from the dataset's ``evaluator_type``: "coco" gives ``COCOEvaluator`` (bbox, and
-      segm when ``MODEL.MASK_ON``), "irstd" gives ``IRSTDEvaluator`` (IoU, nIoU, Pd, Fa, F1). An
-      unknown type raises, naming the dataset, instead of detectron2's silent warning;
+      (:func:`ir_d2.data.build_ir_mapper`), the loaders from :mod:`ir_d2.data.build` (with
+      ``DATALOADER.SKIP_BAD_SAMPLES``, a clear error when every training sample is bad, and no
+      substitute frame ever evaluated in place of a skipped one);
+    - the evaluator from the dataset's ``evaluator_type``: "coco" gives :class:`IRCOCOEvaluator`
+      (bbox, and segm when ``MODEL.MASK_ON``), "irstd" gives ``IRSTDEvaluator`` (IoU, nIoU, Pd,
+      Fa, F1). An unknown type raises, naming the dataset, instead of detectron2's silent warning;
     - the optimizer from ``SOLVER.OPTIMIZER`` ("SGD", "Adam", "AdamW", "Adagrad");
     - the schedule from detectron2's ``SOLVER.LR_SCHEDULER_NAME`` ("WarmupMultiStepLR",
       "WarmupCosineLR", "WarmupStepWithFixedGammaLR").
@@ -37,13 +34,11 @@ class IRTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_ir_mapper(cfg, is_train=True))
+        return build_ir_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=build_ir_mapper(cfg, is_train=False)
-        )
+        return build_ir_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -56,7 +51,7 @@ class IRTrainer(DefaultTrainer):
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
         if evaluator_type == "coco":
             tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
-            return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder)
+            return IRCOCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder)
         if evaluator_type == "irstd":
             return build_irstd_evaluator(cfg, dataset_name, output_folder)
         raise ValueError(

@@ -90,6 +90,13 @@ class IRSTDEvaluator(DatasetEvaluator):
             )
         return gt_file
 
+    def _num_skipped(self, num_evaluated: int) -> int:
+        """Frames of the dataset that were not evaluated (0 for a dataset that is not
+        registered, e.g. frames fed by hand)."""
+        if self._dataset_name not in DatasetCatalog:
+            return 0
+        return max(0, len(DatasetCatalog.get(self._dataset_name)) - num_evaluated)
+
     def process(self, inputs, outputs):
         for input_dict, output in zip(inputs, outputs):
             prob = output["sem_seg"]
@@ -131,12 +138,20 @@ class IRSTDEvaluator(DatasetEvaluator):
             self._logger.warning(f"IRSTDEvaluator on {self._dataset_name}: no images processed.")
             return {}
         results = metrics.compute()
+        skipped = self._num_skipped(metrics.num_images)
+        if skipped:
+            self._logger.warning(
+                f"IRSTDEvaluator on {self._dataset_name}: {metrics.num_images} of "
+                f"{metrics.num_images + skipped} frames were evaluated ({skipped} skipped as bad "
+                "samples); the metrics are over those frames only"
+            )
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
             with PathManager.open(
                 os.path.join(self._output_dir, "irstd_evaluation.json"), "w"
             ) as f:
-                json.dump({**results, "num_images": metrics.num_images}, f, indent=2)
+                record = {**results, "num_images": metrics.num_images, "num_skipped": skipped}
+                json.dump(record, f, indent=2)
         self._logger.info(
             f"IRSTD metrics on {self._dataset_name} ({metrics.num_images} images, "
             f"{metrics.gt_targets} targets): {results}"

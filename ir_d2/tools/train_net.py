@@ -8,6 +8,7 @@ Train and evaluate ir_d2 models, the detectron2 way.
 detectron2's ``launch``.
 """
 
+import argparse
 import logging
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -15,34 +16,47 @@ from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
+from ir_d2.data.io import IRDataError
 from ir_d2.engine.defaults import ensure_weights, setup_cfg
 from ir_d2.engine.trainer import IRTrainer
+from ir_d2.utils.cli import collect_opts, one_line_errors
 
 logger = logging.getLogger("ir_d2")
 
 
-def main(args):
-    cfg = setup_cfg(args.config_file, args.opts, args=args)
-    if args.eval_only:
-        model = IRTrainer.build_model(cfg)
-        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-        if not (args.resume and checkpointer.has_checkpoint()):
-            ensure_weights(cfg.MODEL.WEIGHTS)
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = IRTrainer.test(cfg, model)
-        if comm.is_main_process():
-            verify_results(cfg, results)
-        return results
+def get_parser() -> argparse.ArgumentParser:
+    """detectron2's ``default_argument_parser``; config overrides may also follow ``--opts``
+    (as in the demo), and ``--config-file`` may name a model-zoo config."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--opts", dest="dash_opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE pairs"
+    )
+    return parser
 
-    trainer = IRTrainer(cfg)
-    if not (args.resume and trainer.checkpointer.has_checkpoint()):
-        ensure_weights(cfg.MODEL.WEIGHTS)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+
+def main(args):
+    with one_line_errors("train_net"):  # bad config, files or data: one line naming it
+        cfg = setup_cfg(args.config_file, collect_opts(args), args=args)
+        if args.eval_only:
+            model = IRTrainer.build_model(cfg)
+            checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+            if not (args.resume and checkpointer.has_checkpoint()):
+                ensure_weights(cfg.MODEL.WEIGHTS)
+            checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+            results = IRTrainer.test(cfg, model)
+            if comm.is_main_process():
+                verify_results(cfg, results)
+            return results
+        trainer = IRTrainer(cfg)
+        if not (args.resume and trainer.checkpointer.has_checkpoint()):
+            ensure_weights(cfg.MODEL.WEIGHTS)
+        trainer.resume_or_load(resume=args.resume)
+    with one_line_errors("train_net", (IRDataError,)):  # a bad frame met while training
+        return trainer.train()
 
 
 def invoke_main(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = get_parser().parse_args(argv)
     return launch(
         main,
         args.num_gpus,

@@ -43,7 +43,10 @@ def one_line_errors(prog: str, types: Tuple[type, ...] = (ValueError, OSError, K
     except types as e:
         if os.environ.get("IR_D2_DEBUG"):
             raise
-        message = " ".join(str(e).split()) or type(e).__name__
+        text = str(e)
+        if "Original Traceback" in text:  # raised in a DataLoader worker: its last line
+            text = [line for line in text.splitlines() if line.strip()][-1]
+        message = " ".join(text.split()) or type(e).__name__
         if isinstance(e, KeyError) and message.startswith("'"):
             message = f"unknown key {message}"
         raise CommandLineError(f"{prog}: {message}") from e

@@ -9,6 +9,7 @@ from .coco import (
     register_ir_coco_instances,
 )
 from .flir import FLIR_CLASSES, load_flir, register_flir
+from .from_config import register_datasets_from_config
 from .instances import label_targets, mask_to_coco_annotations, masks_to_coco_dict
 from .irstd import load_irstd_instances, load_irstd_semantic, read_split_list, register_irstd
 from .synthetic import build_synthetic_set, make_synthetic_frame
@@ -28,6 +29,7 @@ __all__ = [
     "mask_to_coco_annotations",
     "masks_to_coco_dict",
     "read_split_list",
+    "register_datasets_from_config",
     "register_flir",
     "register_ir_coco_instances",
     "register_irstd",

@@ -8,6 +8,7 @@ Categories are matched by name (case-insensitive, through ``category_map`` first
 """
 
 import logging
+import math
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -70,32 +71,55 @@ def drop_zero_area_boxes(dataset_dicts: List[Dict], dataset_name: Optional[str] 
     return dropped
 
 
+def _check_boxes(dicts: List[Dict], json_file: str, dataset_name: Optional[str]) -> None:
+    """Every annotation's ``bbox`` is 4 finite numbers, else IRDataError naming the json and the
+    annotation id (detectron2 would fail later, inside BoxMode, naming neither)."""
+    for record in dicts:
+        for anno in record["annotations"]:
+            box = anno.get("bbox")
+            ok = isinstance(box, (list, tuple)) and len(box) == 4
+            ok = ok and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)
+            if not ok:
+                raise IRDataError(
+                    f"annotation file '{json_file}' of dataset '{dataset_name}': annotation id "
+                    f"{anno.get('id')} (image '{record.get('file_name')}') has bbox {box!r}; "
+                    "COCO boxes are 4 numbers [x, y, width, height]"
+                )
+
+
 def load_ir_coco_json(
     json_file: str,
     image_root: str,
     dataset_name: Optional[str],
-    thing_classes: Sequence[str],
+    thing_classes: Optional[Sequence[str]] = None,
     *,
     category_map: Optional[Mapping[str, str]] = None,
     keep_segmentation: bool = True,
 ) -> List[Dict]:
     """
     Load a COCO instances json with detectron2's ``load_coco_json`` and map its categories by name
-    onto ``thing_classes`` (contiguous ids in that order). ``category_map`` maps json category names
-    (lower case) to names in ``thing_classes`` (e.g. FLIR v2's ``{"bike": "bicycle"}``).
-    Annotations of other categories and zero-area boxes are dropped; images are all kept (also
-    those left without annotations). Records carry ``dataset_name``.
+    onto ``thing_classes`` (contiguous ids in that order; None: the json's own categories, in the
+    order of their ids, set as the dataset's ``thing_classes`` metadata). ``category_map`` maps
+    json category names (lower case) to names in ``thing_classes`` (e.g. FLIR v2's
+    ``{"bike": "bicycle"}``). Annotations of other categories and zero-area boxes are dropped;
+    images are all kept (also those left without annotations). Records carry ``dataset_name``.
+
+    Raises:
+        FileNotFoundError: no such json.
+        IRDataError: not a COCO instances json, no image in it, or an annotation whose bbox is not
+            4 numbers (naming the json and the annotation id).
     """
     if not os.path.isfile(json_file):
         raise FileNotFoundError(
             f"annotation file '{json_file}' of dataset '{dataset_name}' does not exist"
         )
-    wanted = {c.lower(): i for i, c in enumerate(thing_classes)}
     name_map = {k.lower(): v.lower() for k, v in (category_map or {}).items()}
     # load_coco_json reports the json's category names through a metadata entry: use a scratch one
-    scratch = f"__ir_d2_raw_coco_categories__{dataset_name}__{id(thing_classes)}"
+    scratch = f"__ir_d2_raw_coco_categories__{dataset_name}__{id(json_file)}"
     try:
-        dicts = load_coco_json(json_file, image_root, dataset_name=scratch)
+        dicts = load_coco_json(
+            json_file, image_root, dataset_name=scratch, extra_annotation_keys=["id"]
+        )
         json_classes = list(MetadataCatalog.get(scratch).thing_classes)
     except (ValueError, KeyError, TypeError, AssertionError) as e:
         raise IRDataError(
@@ -104,6 +128,16 @@ def load_ir_coco_json(
         ) from e
     finally:
         MetadataCatalog.remove(scratch)
+    if not dicts:
+        raise IRDataError(f"annotation file '{json_file}' of dataset '{dataset_name}' has no image")
+    _check_boxes(dicts, json_file, dataset_name)
+    if thing_classes is None:
+        thing_classes = json_classes
+        if dataset_name:
+            MetadataCatalog.get(dataset_name).set(
+                thing_classes=list(thing_classes), thing_colors=thing_colors(thing_classes)
+            )
+    wanted = {c.lower(): i for i, c in enumerate(thing_classes)}
 
     to_ours = {}
     for raw_id, raw_name in enumerate(json_classes):
@@ -122,6 +156,7 @@ def load_ir_coco_json(
         record["dataset_name"] = dataset_name
         kept = []
         for anno in record["annotations"]:
+            anno.pop("id", None)  # kept for the messages above only
             if anno["category_id"] not in to_ours:
                 raw_name = json_classes[anno["category_id"]]
                 dropped[raw_name] = dropped.get(raw_name, 0) + 1
@@ -141,21 +176,20 @@ def register_ir_coco_instances(
     name: str,
     json_file: str,
     image_root: str,
-    thing_classes: Sequence[str] = IR_COCO_CLASSES,
+    thing_classes: Optional[Sequence[str]] = None,
 ) -> None:
     """
-    Register a COCO-format IR instance set (default: the paper's person/car/bicycle/uav set) as
-    ``name``, evaluator "coco". Registration reads no file. The json's categories are matched to
-    ``thing_classes`` by name. ``json_file`` is not put into the metadata, because its category ids
-    may differ from the contiguous ones: COCOEvaluator converts the loaded records instead.
+    Register a COCO-format IR instance set as ``name``, evaluator "coco". ``thing_classes``: the
+    classes to keep, matched to the json's categories by name, in this order (e.g.
+    :data:`IR_COCO_CLASSES`, the paper's person / car / bicycle / uav); None takes the json's own
+    categories (so ``masks_to_coco`` output registers as its one class "target"), read when the
+    set is loaded (registration reads no file). ``json_file`` is not put into the metadata,
+    because its category ids may differ from the contiguous ones: COCOEvaluator converts the
+    loaded records instead.
     """
-    thing_classes = tuple(thing_classes)
-    DatasetCatalog.register(
-        name, lambda: load_ir_coco_json(json_file, image_root, name, thing_classes)
-    )
-    MetadataCatalog.get(name).set(
-        image_root=image_root,
-        evaluator_type="coco",
-        thing_classes=list(thing_classes),
-        thing_colors=thing_colors(thing_classes),
-    )
+    classes = tuple(thing_classes) if thing_classes is not None else None
+    DatasetCatalog.register(name, lambda: load_ir_coco_json(json_file, image_root, name, classes))
+    meta = MetadataCatalog.get(name)
+    meta.set(image_root=image_root, evaluator_type="coco")
+    if classes is not None:
+        meta.set(thing_classes=list(classes), thing_colors=thing_colors(classes))

@@ -43,6 +43,7 @@ __all__ = [
     "register_irstd",
     "set_irstd_metadata",
     "aspect_ratios_agree",
+    "set_instance_mask_threshold",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def index_image_folder(folder: str, dataset_name: Optional[str]) -> Dict[str, st
 def load_irstd_semantic(
     image_dir: str,
     mask_dir: str,
-    split_file: str,
+    split_file: Optional[str],
     *,
     mask_suffix: str = "",
     dataset_name: Optional[str] = None,
@@ -103,10 +104,17 @@ def load_irstd_semantic(
     """
     Semantic records of one split: ``file_name``, ``sem_seg_file_name``, ``height``, ``width``
     (from the image header; absent when it cannot be read), ``image_id`` (the name) and
-    ``dataset_name``.
+    ``dataset_name``. ``split_file`` None (or "") takes every image of ``image_dir``, sorted by
+    name. A split that lists no image (or an empty folder) raises :class:`IRDataError` naming it.
     """
-    names = read_split_list(split_file, dataset_name)
     images = index_image_folder(image_dir, dataset_name)
+    if split_file:
+        names = read_split_list(split_file, dataset_name)
+        source = f"split list '{split_file}'"
+    else:
+        names, source = sorted(images), f"image folder '{image_dir}'"
+    if not names:
+        raise IRDataError(f"dataset '{dataset_name}': {source} lists no image")
     masks = index_image_folder(mask_dir, dataset_name)
     records, unreadable = [], []
     for name in names:
@@ -157,20 +165,37 @@ def size_mismatch_message(
     )
 
 
+# The mask threshold of the instance sets derived from masks when a loader is given none: the
+# config's INPUT.IR.MASK_THRESHOLD, set by ir_d2's tools (set_instance_mask_threshold) so that one
+# threshold holds for the mappers, the evaluator and these loaders.
+_INSTANCE_MASK_THRESHOLD = 127.0
+
+
+def set_instance_mask_threshold(threshold: float) -> None:
+    """The threshold (``INPUT.IR.MASK_THRESHOLD``) the mask-derived instance sets use from now on
+    when they are loaded (``register_from_config`` sets it from the config)."""
+    global _INSTANCE_MASK_THRESHOLD
+    _INSTANCE_MASK_THRESHOLD = float(threshold)
+
+
 def load_irstd_instances(
     image_dir: str,
     mask_dir: str,
-    split_file: str,
+    split_file: Optional[str],
     *,
     mask_suffix: str = "",
     dataset_name: Optional[str] = None,
-    threshold: float = 127,
+    threshold: Optional[float] = None,
 ) -> List[Dict]:
     """
     Instance records of one split: the semantic records with ``sem_seg_file_name`` replaced by
     ``annotations`` (one per 8-connected component, class 0 "target"), ``image_id`` an int (its
-    position in the split list, for COCO evaluation) and ``file_stem`` the name.
+    position in the split list, for COCO evaluation) and ``file_stem`` the name. A mask pixel is
+    a target when ``> threshold``; None: the config's ``INPUT.IR.MASK_THRESHOLD`` as ir_d2's tools
+    set it (:func:`set_instance_mask_threshold`; 127 by default).
     """
+    if threshold is None:
+        threshold = _INSTANCE_MASK_THRESHOLD
     records = load_irstd_semantic(
         image_dir, mask_dir, split_file, mask_suffix=mask_suffix, dataset_name=dataset_name
     )
@@ -195,6 +220,11 @@ def load_irstd_instances(
         for anno in mask_to_coco_annotations(mask):
             anno.update(bbox_mode=BoxMode.XYWH_ABS, category_id=0)
             record["annotations"].append(anno)
+    if not any(r["annotations"] for r in records):
+        logger.warning(
+            f"dataset '{dataset_name}': no mask has a pixel above INPUT.IR.MASK_THRESHOLD="
+            f"{threshold}, so the set has no instance (for {{0, 1}} masks set it to 0)"
+        )
     return records
 
 
@@ -221,15 +251,16 @@ def register_irstd(
     name: str,
     image_dir: str,
     mask_dir: str,
-    split_file: str,
+    split_file: Optional[str] = None,
     *,
     mask_suffix: str = "",
     instances: bool = False,
 ) -> None:
     """
-    Register an image folder + mask folder + split list as ``name`` (semantic, evaluator "irstd";
-    or, with ``instances=True``, the instance version, evaluator "coco"). Registration reads no
-    file.
+    Register an image folder + mask folder + split list (None: every image of the folder) as
+    ``name`` (semantic, evaluator "irstd"; or, with ``instances=True``, the instance version,
+    evaluator "coco", thresholded at the config's ``INPUT.IR.MASK_THRESHOLD``). Registration reads
+    no file.
     """
     loader = load_irstd_instances if instances else load_irstd_semantic
     DatasetCatalog.register(
