@@ -3,14 +3,9 @@ Infrared data: readers, datasets (registered on import, reading no file) and map
 """
 
 from . import ir_datasets  # noqa: F401  (registers the built-in IR datasets)
-from .dataset_mapper import (  # noqa: F401
-    IRDatasetMapper,
-    IRReaderSettings,
-    IRSTDDatasetMapper,
-    build_ir_augmentation,
-    build_ir_mapper,
-    build_sirst5k_augmentation,
-)
+from .augmentation import build_ir_augmentation  # noqa: F401
+from .build import IRMapDataset, build_ir_test_loader, build_ir_train_loader  # noqa: F401
+from .dataset_mapper import IRDatasetMapper, IRSTDDatasetMapper, build_ir_mapper  # noqa: F401
 from .io import (  # noqa: F401
     IRDataError,
     normalize_to_uint8,
@@ -34,5 +29,7 @@ from .ir_datasets import (  # noqa: F401
     register_ir_coco_instances,
     register_irstd,
 )
+from .reader import IRReaderSettings  # noqa: F401
 from .sirst5k import NoiseBank, SIRST5KAugmentation  # noqa: F401
+from .sirst5k_bank import build_sirst5k_augmentation  # noqa: F401
 from .synthesis import n2n_displace, negative_augment, sample_noise_patches  # noqa: F401

@@ -8,16 +8,8 @@ Dataset mappers for infrared frames, chosen in configs by ``INPUT.DATASET_MAPPER
 
 Both read any IR frame (8-bit L/P/RGB/RGBA, 16-bit PNG/TIFF; :func:`ir_d2.data.io.read_ir_image`)
 into 3-channel BGR (``INPUT.FORMAT`` "BGR" or "RGB"), normalising frames with more than 8 bits by
-``INPUT.IR.NORMALIZE``. Augmentations are IR-appropriate: flip (``INPUT.IR.FLIP``), resize,
-crop, brightness and contrast (``INPUT.IR.BRIGHTNESS`` / ``CONTRAST``); no colour jitter (a gray
-frame has no hue or saturation).
-
-Bad input: a missing, empty or corrupt image or mask, or a mask whose size differs from its image,
-raises :class:`ir_d2.data.io.IRDataError` naming the file(s) and the dataset. With
-``DATALOADER.SKIP_BAD_SAMPLES: True`` the mapper logs it, counts it (``mapper.num_skipped``, per
-data-loader worker) and returns None, which detectron2's ``MapDataset`` answers by drawing another
-index. At test time that other frame is then evaluated twice: skip bad frames in training, and fix
-or drop them from test sets.
+``INPUT.IR.NORMALIZE`` (:mod:`ir_d2.data.reader`), with the augmentations of
+:func:`ir_d2.data.augmentation.build_ir_augmentation`.
 
 ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (detectron2's, default True) drops frames without instances
 from training sets that have "annotations". Semantic sets have none, so background-only frames are
@@ -27,268 +19,34 @@ that background frames keep teaching the detector what is *not* a target (false 
 SIRST-5K online augmentation (Lu et al. 2024; ``INPUT.SIRST5K.*``): with
 ``INPUT.SIRST5K.ENABLED`` the training IRSTDDatasetMapper applies
 :class:`ir_d2.data.sirst5k.SIRST5KAugmentation` (built once by
-:func:`build_sirst5k_augmentation`, its noise bank sampled from the frames of
-``DATASETS.TRAIN``) in its :meth:`IRSTDDatasetMapper._augment_train` hook; with
+:func:`ir_d2.data.sirst5k_bank.build_sirst5k_augmentation`, its noise bank sampled from the frames
+of ``DATASETS.TRAIN``) in its :meth:`IRSTDDatasetMapper._augment_train` hook; with
 ``INPUT.SIRST5K.NEGATIVE`` each frame becomes a ``"group"`` of rotated variants for the
 negative-sample loss of IRSTDSegmentor (``MODEL.IRSTD.NEG_LOSS``).
 """
 
-import copy
 import logging
-from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from .io import IRDataError, check_normalize, read_ir_image, read_ir_mask
-from .ir_datasets.irstd import aspect_ratios_agree, size_mismatch_message
-from .sirst5k import SIRST5KAugmentation
-from .transforms import IRBrightnessContrast, IRRandomScale
+from .augmentation import build_ir_augmentation
+from .reader import IRReaderMixin, IRReaderSettings
+from .sirst5k_bank import build_sirst5k_augmentation
 
-__all__ = [
-    "IRDatasetMapper",
-    "IRSTDDatasetMapper",
-    "IRReaderSettings",
-    "build_ir_mapper",
-    "build_ir_augmentation",
-    "build_sirst5k_augmentation",
-    "MAPPER_NAMES",
-]
+__all__ = ["IRDatasetMapper", "IRSTDDatasetMapper", "build_ir_mapper", "MAPPER_NAMES"]
 
 logger = logging.getLogger(__name__)
 
 MAPPER_NAMES = ("IRDatasetMapper", "IRSTDDatasetMapper", "DatasetMapper")
-_FLIPS = ("horizontal", "vertical", "both", "none")
 
 
-def build_ir_augmentation(cfg, is_train: bool, *, semantic: bool = False) -> List[T.Augmentation]:
-    """
-    The IR augmentations of the mappers (and of IRPredictor at test time).
-
-    Instances (``semantic=False``): detectron2's ResizeShortestEdge (``INPUT.MIN_SIZE_*`` /
-    ``MAX_SIZE_*``), and in training ``INPUT.CROP`` (detectron2's RandomCrop, first), brightness
-    and contrast (:class:`IRBrightnessContrast`) and the flip ``INPUT.IR.FLIP``.
-
-    Small targets (``semantic=True``): in training a random rescale ``INPUT.IR.SCALE``, brightness
-    and contrast, the flip, then a fixed ``INPUT.IR.CROP_SIZE`` crop, zero-padded where the frame is
-    smaller (detectron2's FixedSizeCrop; padding is background, value 0); at test time a square
-    resize to ``INPUT.IR.TEST_SIZE`` when it is > 0, else nothing.
-    """
-    ir = cfg.INPUT.IR
-    augs: List[T.Augmentation] = []
-    if semantic:
-        if is_train and tuple(ir.SCALE) != (1.0, 1.0):
-            augs.append(IRRandomScale(*ir.SCALE))
-        if not is_train and ir.TEST_SIZE > 0:
-            augs.append(T.Resize((ir.TEST_SIZE, ir.TEST_SIZE)))
-    else:
-        if is_train:
-            sizes, max_size, style = (
-                cfg.INPUT.MIN_SIZE_TRAIN,
-                cfg.INPUT.MAX_SIZE_TRAIN,
-                cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING,
-            )
-        else:
-            sizes, max_size, style = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice"
-        augs.append(T.ResizeShortestEdge(sizes, max_size, style))
-        if is_train and cfg.INPUT.CROP.ENABLED:
-            augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
-    if not is_train:
-        return augs
-    # photometric first, on the contiguous frame (a flip returns a negatively strided view)
-    for key in ("BRIGHTNESS", "CONTRAST"):
-        lo, hi = ir.get(key)
-        if not 0 <= lo <= hi:
-            raise ValueError(f"INPUT.IR.{key}=[{lo}, {hi}]: need 0 <= low <= high")
-    if (tuple(ir.BRIGHTNESS), tuple(ir.CONTRAST)) != ((1.0, 1.0), (1.0, 1.0)):
-        augs.append(IRBrightnessContrast(ir.BRIGHTNESS, ir.CONTRAST))
-    if ir.FLIP not in _FLIPS:
-        raise ValueError(f"INPUT.IR.FLIP={ir.FLIP!r} is not one of {', '.join(_FLIPS)}")
-    if ir.FLIP in ("horizontal", "both"):
-        augs.append(T.RandomFlip(horizontal=True, vertical=False))
-    if ir.FLIP in ("vertical", "both"):
-        augs.append(T.RandomFlip(horizontal=False, vertical=True))
-    if semantic and len(ir.CROP_SIZE):
-        if len(ir.CROP_SIZE) != 2 or min(ir.CROP_SIZE) <= 0:
-            raise ValueError(f"INPUT.IR.CROP_SIZE={list(ir.CROP_SIZE)}: expected [H, W] or []")
-        augs.append(T.FixedSizeCrop(tuple(ir.CROP_SIZE), pad=True, pad_value=0.0, seg_pad_value=0))
-    return augs
-
-
-@dataclass(frozen=True)
-class IRReaderSettings:
-    """
-    How the IR mappers read a record and handle a bad one, validated once: the output channel
-    order ``image_format`` ("BGR" or "RGB"), the >8-bit ``normalize`` / ``percentiles``, the
-    ``mask_threshold``, ``skip_bad_samples``, ``resize_mismatched_masks`` and the
-    ``dataset_names`` that errors name for records without ``"dataset_name"``.
-    :meth:`from_config` takes them from ``INPUT.FORMAT``, ``INPUT.IR.*``,
-    ``DATALOADER.SKIP_BAD_SAMPLES`` and ``DATASETS.TRAIN`` / ``TEST``.
-    """
-
-    image_format: str = "BGR"
-    normalize: str = "minmax"
-    percentiles: Tuple[float, float] = (1.0, 99.0)
-    mask_threshold: float = 127
-    skip_bad_samples: bool = False
-    resize_mismatched_masks: bool = False
-    dataset_names: Tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if self.image_format not in ("BGR", "RGB"):
-            raise ValueError(
-                f"INPUT.FORMAT={self.image_format!r}: the IR mappers produce BGR or RGB"
-            )
-        object.__setattr__(self, "percentiles", check_normalize(self.normalize, self.percentiles))
-        object.__setattr__(self, "dataset_names", tuple(self.dataset_names))
-
-    @classmethod
-    def from_config(cls, cfg, is_train: bool) -> "IRReaderSettings":
-        return cls(
-            image_format=cfg.INPUT.FORMAT,
-            normalize=cfg.INPUT.IR.NORMALIZE,
-            percentiles=tuple(cfg.INPUT.IR.PERCENTILES),
-            mask_threshold=cfg.INPUT.IR.MASK_THRESHOLD,
-            skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES,
-            resize_mismatched_masks=cfg.INPUT.IR.RESIZE_MISMATCHED_MASKS,
-            dataset_names=tuple(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST),
-        )
-
-    def read_image(self, file_name: str, dataset_name: Optional[str]) -> np.ndarray:
-        """:func:`read_ir_image` with these settings."""
-        return read_ir_image(
-            file_name,
-            normalize=self.normalize,
-            percentiles=self.percentiles,
-            dataset_name=dataset_name,
-        )
-
-
-def _bank_frames(
-    reader: IRReaderSettings, file_names: Sequence[Tuple[str, str]], counts: dict
-) -> Iterator[np.ndarray]:
-    """The training frames of the SIRST-5K noise bank, read one at a time as the mappers read
-    them; with ``DATALOADER.SKIP_BAD_SAMPLES`` an unreadable frame is logged and left out."""
-    for file_name, dataset_name in file_names:
-        try:
-            frame = reader.read_image(file_name, dataset_name)
-        except IRDataError as e:
-            if not reader.skip_bad_samples:
-                raise IRDataError(
-                    f"{e} (while sampling the SIRST-5K noise bank of INPUT.SIRST5K.N2N_PROB > 0 "
-                    "from the DATASETS.TRAIN frames; DATALOADER.SKIP_BAD_SAMPLES skips it)"
-                ) from e
-            counts["skipped"] += 1
-            logger.warning(f"SIRST-5K noise bank: skipped an unreadable frame: {e}")
-            continue
-        counts["frames"] += 1
-        yield frame
-
-
-def build_sirst5k_augmentation(cfg) -> SIRST5KAugmentation:
-    """
-    The SIRST-5K training augmentation of ``cfg.INPUT.SIRST5K`` (Lu et al. 2024, sec. III;
-    :meth:`SIRST5KAugmentation.from_config`), its noise bank (eq. 1) sampled once from every frame
-    of ``cfg.DATASETS.TRAIN`` (their DatasetCatalog ``file_name``s, read with ``INPUT.IR.NORMALIZE``
-    / ``PERCENTILES`` as the mappers read them). No frame is read when ``INPUT.SIRST5K.N2N_PROB``
-    is 0. Logs the number of frames and patches at INFO.
-    """
-    c = cfg.INPUT.SIRST5K
-    names = list(cfg.DATASETS.TRAIN)
-    counts = {"frames": 0, "skipped": 0}
-    files: List[Tuple[str, str]] = []
-    if c.N2N_PROB > 0:
-        if not names:
-            raise ValueError(
-                "INPUT.SIRST5K.ENABLED with INPUT.SIRST5K.N2N_PROB > 0 samples its noise bank from "
-                "the frames of DATASETS.TRAIN, which is empty"
-            )
-        files = [(d["file_name"], name) for name in names for d in DatasetCatalog.get(name)]
-    reader = IRReaderSettings.from_config(cfg, is_train=True)
-    aug = SIRST5KAugmentation.from_config(cfg, _bank_frames(reader, files, counts))
-    if aug.noise_bank is not None:
-        skipped = f", {counts['skipped']} unreadable frames skipped" if counts["skipped"] else ""
-        logger.info(
-            f"SIRST-5K noise bank: {len(aug.noise_bank)} patches from {counts['frames']} frames "
-            f"of {', '.join(names)}{skipped} (INPUT.SIRST5K.GRID={c.GRID}, MAX_VAR={c.MAX_VAR}, "
-            f"MAX_MEAN={c.MAX_MEAN})"
-        )
-    return aug
-
-
-class _IRReader:
-    """Reading, checking and skipping, shared by the two mappers (settings: ``self.reader``)."""
-
-    def _init_reader(self, reader: IRReaderSettings):
-        self.reader = reader
-        self.num_skipped = 0
-
-    def _dataset_name(self, dataset_dict) -> str:
-        return (
-            dataset_dict.get("dataset_name") or " / ".join(self.reader.dataset_names) or "unknown"
-        )
-
-    def _read_image(self, dataset_dict) -> np.ndarray:
-        name = self._dataset_name(dataset_dict)
-        if "ir_error" in dataset_dict and not (
-            dataset_dict.get("ir_error_kind") == "size" and self.reader.resize_mismatched_masks
-        ):
-            raise IRDataError(dataset_dict["ir_error"])
-        file_name = dataset_dict["file_name"]
-        image = self.reader.read_image(file_name, name)
-        try:
-            utils.check_image_size(dataset_dict, image)
-        except utils.SizeMismatchError as e:
-            raise IRDataError(f"{e} (file '{file_name}', dataset '{name}')") from e
-        return image
-
-    def _read_mask(self, dataset_dict, image_shape) -> np.ndarray:
-        name = self._dataset_name(dataset_dict)
-        mask_file = dataset_dict["sem_seg_file_name"]
-        mask = read_ir_mask(mask_file, threshold=self.reader.mask_threshold, dataset_name=name)
-        if mask.shape != tuple(image_shape[:2]):
-            message = size_mismatch_message(
-                dataset_dict["file_name"], image_shape, mask_file, mask.shape, name
-            )
-            if not (
-                self.reader.resize_mismatched_masks and aspect_ratios_agree(image_shape, mask.shape)
-            ):
-                raise IRDataError(message)
-            mask = cv2.resize(mask, image_shape[1::-1], interpolation=cv2.INTER_NEAREST)
-        return mask
-
-    def __call__(self, dataset_dict):
-        """
-        Map one dataset dict (a copy: the dataset's own dicts are never changed). A bad sample
-        raises :class:`IRDataError` naming the file and dataset; with
-        ``DATALOADER.SKIP_BAD_SAMPLES`` it is logged, counted and None is returned, which
-        detectron2's ``MapDataset`` replaces by another sample.
-        """
-        try:
-            return self._map(copy.deepcopy(dataset_dict))
-        except IRDataError as e:
-            if not self.reader.skip_bad_samples:
-                raise
-            self._skip(e)
-            return None
-
-    def _skip(self, error: IRDataError) -> None:
-        self.num_skipped += 1
-        logger.warning(f"skipped bad sample #{self.num_skipped} of this worker: {error}")
-
-    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        if self.reader.image_format == "RGB":
-            image = image[:, :, ::-1]
-        return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-
-
-class IRSTDDatasetMapper(_IRReader):
+class IRSTDDatasetMapper(IRReaderMixin):
     """
     Mapper of the small-target semantic sets (IRSTDSegmentor).
 
@@ -423,7 +181,7 @@ class IRSTDDatasetMapper(_IRReader):
         return out
 
 
-class IRDatasetMapper(_IRReader, DatasetMapper):
+class IRDatasetMapper(IRReaderMixin, DatasetMapper):
     """
     detectron2's DatasetMapper for IR instance sets: the same outputs (``"image"`` uint8 3xHxW,
     ``"instances"`` in training), with the IR reader (gray / 16-bit frames to 3-channel BGR), the

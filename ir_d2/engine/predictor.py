@@ -2,15 +2,65 @@
 IRPredictor: detectron2's DefaultPredictor for infrared frames.
 """
 
+import logging
+from typing import Optional, Tuple
+
 import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
+from scipy import ndimage
 
-from ..data.dataset_mapper import build_ir_augmentation
+from ..data.augmentation import build_ir_augmentation
 from ..data.io import check_normalize, to_bgr_uint8
+from ..evaluation.irstd_metrics import connected_targets
 
-__all__ = ["IRPredictor"]
+__all__ = ["IRPredictor", "invalid_pixels", "suppress_invalid"]
+
+logger = logging.getLogger(__name__)
+
+
+def invalid_pixels(frame: np.ndarray) -> Optional[np.ndarray]:
+    """HxW bool map of the non-finite pixels (NaN, inf; any channel) of a float frame, or None
+    when there are none (integer frames never have any)."""
+    a = np.asarray(frame)
+    if a.dtype.kind != "f":
+        return None
+    bad = ~np.isfinite(a)
+    if a.ndim == 3:
+        bad = bad.any(axis=2)
+    return bad if bad.any() else None
+
+
+def suppress_invalid(predictions: dict, invalid: np.ndarray, margin: int, threshold: float):
+    """
+    Drop what a model reports in or at the edge of invalid pixels (``invalid``, HxW bool at the
+    output's size, grown by ``margin`` pixels): small-target outputs get probability 0 on that
+    region and on every component of ``sem_seg > threshold`` that touches it, and their
+    ``"targets"`` are recomputed; instances whose mask (or, without masks, box centre) touches it
+    are removed. Returns ``predictions``, changed in place.
+    """
+    bad = ndimage.binary_dilation(invalid, iterations=margin) if margin > 0 else invalid
+    if "sem_seg" in predictions:
+        prob = predictions["sem_seg"]
+        p = prob[0].detach().cpu().numpy().copy()
+        labels, _ = ndimage.label(p > threshold, structure=np.ones((3, 3), bool))
+        touching = np.unique(labels[bad & (labels > 0)])
+        p[bad | np.isin(labels, touching[touching > 0])] = 0.0
+        predictions["sem_seg"] = torch.as_tensor(p, dtype=prob.dtype)[None].to(prob.device)
+        predictions["targets"] = connected_targets(p, threshold)
+    if "instances" in predictions:
+        inst = predictions["instances"]
+        bad_t = torch.as_tensor(bad, device=inst.pred_boxes.device)
+        if inst.has("pred_masks"):
+            hit = (inst.pred_masks & bad_t).flatten(1).any(dim=1)
+        else:
+            centres = inst.pred_boxes.get_centers().long()
+            x = centres[:, 0].clamp(0, bad.shape[1] - 1)
+            y = centres[:, 1].clamp(0, bad.shape[0] - 1)
+            hit = bad_t[y, x]
+        predictions["instances"] = inst[~hit]
+    return predictions
 
 
 class IRPredictor(DefaultPredictor):
@@ -22,7 +72,16 @@ class IRPredictor(DefaultPredictor):
     resize (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``; for ``INPUT.DATASET_MAPPER_NAME``
     "IRSTDDatasetMapper", ``INPUT.IR.TEST_SIZE``). A uint8 BGR frame gives exactly what
     DefaultPredictor gives. Returns the model's output for the frame, at its original size.
+
+    Invalid pixels: a float frame's NaN / inf pixels (dead pixels, masked regions of a radiometric
+    frame) are filled with the median of its valid pixels before normalisation (a constant would
+    draw an artificial edge around them), and nothing is reported in them or within
+    ``invalid_margin`` pixels of them (:func:`suppress_invalid`). The first such frame is warned
+    about with its count of invalid pixels.
     """
+
+    #: pixels around invalid ones where no target is reported
+    invalid_margin = 3
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -33,6 +92,43 @@ class IRPredictor(DefaultPredictor):
         self.augmentations = T.AugmentationList(
             build_ir_augmentation(cfg, False, semantic=semantic)
         )
+        self.threshold = cfg.MODEL.IRSTD.THRESHOLD
+        self._warned_invalid = False
+
+    def prepare(self, frame: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """
+        The frame as the model's HxWx3 uint8 BGR array (what the overlays are drawn on) and the
+        HxW bool map of its invalid pixels (None when there are none).
+        """
+        invalid = invalid_pixels(frame)
+        if invalid is not None:
+            frame = np.array(frame, dtype=np.float64)
+            valid = frame[~invalid] if frame.ndim == 2 else frame[~invalid].reshape(-1)
+            finite = valid[np.isfinite(valid)]
+            frame[~np.isfinite(frame)] = np.median(finite) if finite.size else 0.0
+            if not self._warned_invalid:
+                self._warned_invalid = True
+                logger.warning(
+                    f"IRPredictor: the frame has {int(invalid.sum())} NaN/inf pixels of "
+                    f"{invalid.size}; they are filled with the median of the valid pixels and "
+                    f"nothing is reported in or within {self.invalid_margin} pixels of them "
+                    "(later frames are handled the same way without this warning)"
+                )
+        return to_bgr_uint8(frame, self.normalize, self.percentiles), invalid
+
+    def predict(self, image: np.ndarray, invalid: Optional[np.ndarray] = None) -> dict:
+        """The model's output for a prepared frame (:meth:`prepare`)."""
+        if self.input_format == "RGB":
+            image = image[:, :, ::-1]
+        height, width = image.shape[:2]
+        aug_input = T.AugInput(np.ascontiguousarray(image))
+        self.augmentations(aug_input)
+        tensor = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
+        with torch.no_grad():
+            predictions = self.model([{"image": tensor, "height": height, "width": width}])[0]
+        if invalid is not None:
+            suppress_invalid(predictions, invalid, self.invalid_margin, self.threshold)
+        return predictions
 
     def __call__(self, original_image: np.ndarray):
         """
@@ -42,12 +138,4 @@ class IRPredictor(DefaultPredictor):
         Returns:
             dict: the model's output for this one frame.
         """
-        image = to_bgr_uint8(original_image, self.normalize, self.percentiles)
-        if self.input_format == "RGB":
-            image = image[:, :, ::-1]
-        height, width = image.shape[:2]
-        aug_input = T.AugInput(np.ascontiguousarray(image))
-        self.augmentations(aug_input)
-        tensor = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
-        with torch.no_grad():
-            return self.model([{"image": tensor, "height": height, "width": width}])[0]
+        return self.predict(*self.prepare(original_image))

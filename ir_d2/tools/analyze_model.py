@@ -3,7 +3,7 @@ Parameters, FLOPs (fvcore) and FPS of any ir_d2 / detectron2 config at a given i
 Table 1 columns (Params, GFLOPs, FPS) and the params column of the Mask R-CNN paper's Table 4.
 
     python -m ir_d2.tools.analyze_model --config-file CFG [--height 256 --width 256]
-        [--runs 20] [--device cpu|cuda] [KEY VALUE ...]
+        [--runs 20] [--device cpu|cuda] [KEY VALUE ... | --opts KEY VALUE ...]
 
 FLOPs count one multiply-add as one FLOP (fvcore's convention, as the papers' GFLOPs).
 """
@@ -16,6 +16,7 @@ from detectron2.utils.analysis import FlopCountAnalysis
 
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.engine.defaults import setup_cfg
+from ir_d2.utils.cli import add_opts_arguments, collect_opts, one_line_errors, positive
 from ir_d2.utils.timing import count_parameters, time_call
 
 __all__ = ["analyze", "main"]
@@ -41,18 +42,20 @@ def analyze(cfg, height: int, width: int, runs: int = 20, warmup: int = 3) -> di
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m ir_d2.tools.analyze_model",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--height", type=positive(int, "--height"), default=256)
+    parser.add_argument("--width", type=positive(int, "--width"), default=256)
+    parser.add_argument("--runs", type=positive(int, "--runs"), default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE pairs to override")
+    add_opts_arguments(parser)
     args = parser.parse_args(argv)
-    cfg = setup_cfg(
-        args.config_file, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *args.opts]
-    )
+    with one_line_errors("analyze_model"):
+        opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *collect_opts(args)]
+        cfg = setup_cfg(args.config_file, opts)
     r = analyze(cfg, args.height, args.width, runs=args.runs)
     print(f"config: {args.config_file}")
     print(f"input: 1x3x{args.height}x{args.width}, device: {args.device}")

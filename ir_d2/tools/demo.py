@@ -31,7 +31,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401  (registration)
-from ir_d2.data.io import IRDataError, read_ir_image, to_bgr_uint8
+from ir_d2.data.io import IRDataError, read_ir_image
 from ir_d2.engine import IRPredictor
 from ir_d2.engine.defaults import ensure_weights, setup_cfg
 from ir_d2.utils.cli import (
@@ -72,10 +72,9 @@ class IRVisualizationDemo:
         Returns:
             (predictions, overlay): the model output and an HxWx3 uint8 BGR picture.
         """
-        # normalise once: the uint8 BGR frame is what the predictor would make of ``frame``, and
-        # what the overlay is drawn on
-        shown = to_bgr_uint8(frame, self.predictor.normalize, self.predictor.percentiles)
-        predictions = self.predictor(shown)
+        # prepared once: the uint8 BGR frame the model sees is also what the overlay is drawn on
+        shown, invalid = self.predictor.prepare(frame)
+        predictions = self.predictor.predict(shown, invalid)
         if "instances" in predictions:
             overlay = draw_instances(shown, predictions["instances"], self.metadata)
         elif "sem_seg" in predictions:

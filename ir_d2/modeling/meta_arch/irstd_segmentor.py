@@ -17,7 +17,30 @@ from ir_d2.layers import NEG_LOSS_MODES, negative_sample_loss, soft_iou_loss
 
 from ..irstd import build_irstd_net
 
-__all__ = ["IRSTDSegmentor"]
+__all__ = ["IRSTDSegmentor", "check_uint8_range"]
+
+
+def check_uint8_range(image: torch.Tensor) -> torch.Tensor:
+    """
+    ``image`` if it holds 8-bit values: a uint8 tensor, or a float one within [0, 255] (what
+    detectron2's DefaultPredictor makes of a uint8 frame). Anything else (a 16-bit or float
+    radiometric frame given to DefaultPredictor as is) would be normalised by ``PIXEL_MEAN/STD``
+    into nonsense: a ValueError says to use IRPredictor, which brings such frames to 8 bits.
+    """
+    if image.dtype == torch.uint8:
+        return image
+    if image.is_floating_point() and image.numel():
+        lo, hi = torch.aminmax(image.detach())
+        if 0 <= lo and hi <= 255:
+            return image
+        found = f"values in [{float(lo):g}, {float(hi):g}]"
+    else:
+        found = f"dtype {image.dtype}"
+    raise ValueError(
+        f"IRSTDSegmentor takes 8-bit images (uint8, or floats in [0, 255]) but got {found}: "
+        "gray, 16-bit and float frames go through ir_d2.engine.IRPredictor (or the IR mappers), "
+        "which normalise them to 8 bits (INPUT.IR.NORMALIZE)"
+    )
 
 
 @META_ARCH_REGISTRY.register()
@@ -26,7 +49,8 @@ class IRSTDSegmentor(nn.Module):
     Binary small-target segmentation with a one-logit-per-pixel net (``MODEL.IRSTD.NET``).
 
     Inputs follow detectron2's SemanticSegmentor convention: a list of dicts with ``"image"``
-    (3xHxW, uint8 or float, in ``INPUT.FORMAT``) and, for training, ``"sem_seg"`` (HxW, values
+    (3xHxW, uint8 or float in [0, 255], in ``INPUT.FORMAT``; anything else is refused, see
+    :func:`check_uint8_range`) and, for training, ``"sem_seg"`` (HxW, values
     {0, 1}); optional ``"height"``/``"width"``, the output size at inference.
 
     - Images are normalised by ``MODEL.PIXEL_MEAN``/``PIXEL_STD`` and padded (ImageList) to a
@@ -110,7 +134,7 @@ class IRSTDSegmentor(nn.Module):
         """Normalise, match the net's channels and pad the images to one batch tensor."""
         images = []
         for x in batched_inputs:
-            image = x["image"].to(self.device).float()
+            image = check_uint8_range(x["image"]).to(self.device).float()
             if image.dim() != 3:
                 raise ValueError(f"'image' must be CxHxW, got {tuple(image.shape)}.")
             if image.shape[0] != self.in_channels:
