@@ -61,3 +61,27 @@ def _ir_d2_logs_reach_caplog():
     logger.propagate = True
     yield
     logger.propagate = old
+
+
+def write_irstd_folder(root, n=6, size=64, seed=0, mask_values=(0, 255)):
+    """A small SIRST-like set under ``root``: ``images/``, ``masks/`` (values ``mask_values``) and
+    ``train.txt`` of ``n`` synthetic ``size`` x ``size`` frames. Returns the frame names."""
+    import cv2
+    import numpy as np
+
+    from ir_d2.data.ir_datasets.synthetic import make_synthetic_frame
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = []
+    for i in range(n):
+        image, mask, _ = make_synthetic_frame(rng, size, size, empty_prob=0.0)
+        name = f"f{i:03d}"
+        cv2.imwrite(str(root / "images" / f"{name}.png"), image)
+        out = np.where(mask > 0, mask_values[1], mask_values[0]).astype(np.uint8)
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), out)
+        names.append(name)
+    (root / "train.txt").write_text("\n".join(names) + "\n")
+    return names

@@ -34,8 +34,10 @@ logger = logging.getLogger(__name__)
 NORMALIZE_MODES = ("minmax", "percentile", "none")
 # Pillow modes whose samples have more than 8 bits.
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
-# masks whose values all lie in (0, threshold] were warned about once per file, the first few
+# masks whose values all lie in (0, threshold] are warned about once per file, the first few of
+# each folder by name
 _WARNED_LOW_MASKS = set()
+_LOW_MASKS_PER_FOLDER = {}
 _MAX_LOW_MASK_WARNINGS = 5
 
 
@@ -232,11 +234,16 @@ def read_ir_mask(
     else:
         a = np.asarray(im.convert("L"))
     mask = (a > threshold).astype(np.uint8)
-    if not mask.any() and a.max() > 0 and path not in _WARNED_LOW_MASKS:
-        _WARNED_LOW_MASKS.add(path)
-        if len(_WARNED_LOW_MASKS) > _MAX_LOW_MASK_WARNINGS:
-            if len(_WARNED_LOW_MASKS) == _MAX_LOW_MASK_WARNINGS + 1:
-                logger.warning("further masks with no value above the threshold are not named")
+    if not mask.any() and a.max() > 0 and (path, threshold_name) not in _WARNED_LOW_MASKS:
+        _WARNED_LOW_MASKS.add((path, threshold_name))
+        folder = (os.path.dirname(path), threshold_name)
+        _LOW_MASKS_PER_FOLDER[folder] = count = _LOW_MASKS_PER_FOLDER.get(folder, 0) + 1
+        if count > _MAX_LOW_MASK_WARNINGS:
+            if count == _MAX_LOW_MASK_WARNINGS + 1:
+                logger.warning(
+                    f"further masks of '{folder[0]}' with no value above {threshold_name}="
+                    f"{threshold} are not named"
+                )
             return mask
         logger.warning(
             f"mask '{path}' {_of(dataset_name)} has values up to {a.max()}, none above "

@@ -35,12 +35,15 @@ def invalid_pixels(frame: np.ndarray) -> Optional[np.ndarray]:
 def suppress_invalid(predictions: dict, invalid: np.ndarray, margin: int, threshold: float):
     """
     Drop what a model reports in or at the edge of invalid pixels (``invalid``, HxW bool at the
-    output's size, grown by ``margin`` pixels): small-target outputs get probability 0 on that
-    region and on every component of ``sem_seg > threshold`` that touches it, and their
-    ``"targets"`` are recomputed; instances whose mask (or, without masks, box centre) touches it
-    are removed. Returns ``predictions``, changed in place.
+    output's size, grown to every pixel within ``margin`` pixels, Euclidean): small-target outputs
+    get probability 0 on that region and on every component of ``sem_seg > threshold`` that
+    touches it, and their ``"targets"`` are recomputed; instances whose mask (or, without masks,
+    box centre) touches it are removed. Returns ``predictions``, changed in place.
     """
-    bad = ndimage.binary_dilation(invalid, iterations=margin) if margin > 0 else invalid
+    bad = invalid
+    if margin > 0:  # every pixel within Euclidean distance ``margin`` of an invalid one
+        yy, xx = np.ogrid[-margin : margin + 1, -margin : margin + 1]
+        bad = ndimage.binary_dilation(invalid, structure=yy * yy + xx * xx <= margin * margin)
     if "sem_seg" in predictions:
         prob = predictions["sem_seg"]
         p = prob[0].detach().cpu().numpy().copy()
