@@ -89,7 +89,10 @@ def setup_cfg(config_file, opts=(), args=None, freeze=True):
     """
     cfg = get_ir_cfg()
     if config_file:
-        cfg.merge_from_file(resolve_config_file(config_file))
+        config_file = resolve_config_file(config_file)
+        cfg.merge_from_file(config_file)
+        if args is not None:
+            args.config_file = config_file  # default_setup logs the file: the resolved one
     cfg.merge_from_list(list(opts))
     note = _use_cpu_without_cuda(cfg)
     check_cfg(cfg)

@@ -6,9 +6,11 @@ It is the embedded default the quick start and the tests run on when no real set
 real sets (SIRST, NUDT-SIRST, IRSTD-1k) stay the primary path. Frames are thermal-like: a smooth
 temperature gradient, sometimes a warmer or colder ground below a wavy horizon, low-frequency
 clutter, one to three larger warm blobs (clouds, buildings: not targets), zero to three small hot
-targets (elliptical Gaussian spots of 2-40 pixels) and sensor noise (white plus column fixed-pattern
-noise). The target mask is where a target's profile is at least half its peak; targets are at least
-16 pixels apart, so each is exactly one 8-connected component.
+targets (elliptical Gaussian spots of 2-40 pixels whose peak is 3 to 25 times the noise level, so
+the dim ones are hard), zero to two thin hot streaks that are not targets (wires, edges) and
+sensor noise (white plus column fixed-pattern noise). The target mask is where a target's profile
+is at least half its peak; targets are at least 16 pixels apart, so each is exactly one
+8-connected component.
 
 The set is made deterministically from a seed on first use into a cache folder (env
 ``IR_D2_CACHE``, else ``~/.cache/ir_d2``), laid out as the real sets are: ``images/``, ``masks/``
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 # bump when the generator changes: a new cache folder is made
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 
 
 def cache_dir() -> str:
@@ -86,7 +88,8 @@ def make_synthetic_frame(
         sy, sx = rng.uniform(5, 14, size=2)
         blob = np.exp(-((yy - cy) ** 2 / (2 * sy**2) + (xx - cx) ** 2 / (2 * sx**2)))
         image = image + rng.uniform(10, 30) * blob
-    # small hot targets
+    noise = rng.uniform(1.5, 5.0)  # sensor noise level (std of the white noise below)
+    # small hot targets, peak at a signal-to-noise ratio of 3 to 25 (the dim ones are hard)
     mask = np.zeros((height, width), dtype=bool)
     targets, centres = [], []
     n = 0 if rng.random() < empty_prob else int(rng.integers(1, max_targets + 1))
@@ -98,13 +101,24 @@ def make_synthetic_frame(
         cy, cx = centre
         sy, sx = rng.uniform(0.7, 2.6, size=2)
         profile = np.exp(-((yy - cy) ** 2 / (2 * sy**2) + (xx - cx) ** 2 / (2 * sx**2)))
-        image = image + rng.uniform(35, 110) * profile
+        image = image + noise * np.exp(rng.uniform(np.log(3), np.log(25))) * profile
         footprint = profile >= 0.5
         mask |= footprint
         ys, xs = np.nonzero(footprint)
         targets.append({"centroid": [float(xs.mean()), float(ys.mean())], "area": int(len(ys))})
+    # target-like clutter (not targets): short thin hot streaks (wires, edges, glints)
+    for _ in range(rng.integers(0, 3)):
+        centre = _place(rng, centres, height, width, margin=8, min_dist=12)
+        if centre is None:
+            break
+        cy, cx = centre
+        angle, length = rng.uniform(0, np.pi), rng.uniform(4, 10)
+        along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+        across = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+        streak = np.exp(-(across**2) / (2 * 0.6**2)) * (np.abs(along) <= length / 2)
+        image = image + noise * rng.uniform(3, 15) * ndimage.gaussian_filter(streak, 0.5)
     # sensor noise: white plus column fixed-pattern
-    image = image + rng.normal(0, rng.uniform(1.5, 5.0), size=(height, width))
+    image = image + rng.normal(0, noise, size=(height, width))
     image = image + rng.normal(0, rng.uniform(0.5, 2.0), size=(1, width))
     image = np.rint(np.clip(image, 0, 255)).astype(np.uint8)
     return image, mask.astype(np.uint8) * 255, targets
