@@ -10,7 +10,8 @@ Set-up installs only what is missing, so a second run takes seconds:
 
 1. PyTorch with torchvision: kept when they import (whatever their version), else ``TORCH_SPEC``
    (default below) is installed; with ``TORCH_SPEC`` set, installed unless those versions are in.
-2. ``setuptools<81`` (detectron2 imports ``pkg_resources``).
+2. ``setuptools<81`` (detectron2 imports ``pkg_resources``), checked again at the end (torch
+   requires ``setuptools>=77`` and may bring one without ``pkg_resources``).
 3. detectron2, built from source as its install guide says (``pip install --no-build-isolation``,
    after torch): kept when it and its compiled ops import; else built from ``DETECTRON2_SRC``, by
    default its official repository at the pinned commit below. ``DETECTRON2_SRC`` may be another
@@ -148,7 +149,7 @@ def _satisfied(requirement, versions):
     return not version or have.split("+")[0] == version.split("+")[0]
 
 
-def setuptools_step(found):
+def setuptools_step(env, found):
     version = found["setuptools"]
     if version and int(version.split(".")[0]) < 81:
         say("setuptools %s found: kept" % version)
@@ -240,7 +241,7 @@ def detectron2_step(env, found):
     return True
 
 
-def ir_d2_step(found):
+def ir_d2_step(env, found):
     where = found["ir_d2"]
     if where and os.path.abspath(where).startswith(os.path.join(REPO, "ir_d2")):
         say("ir_d2 (this checkout) found: kept")
@@ -253,13 +254,15 @@ def install(env=None):
     env = dict(os.environ if env is None else env)
     check_python()
     start = time.time()
-    found = probe()
-    changed = [torch_step(env, found), setuptools_step(found)]
-    if any(changed):  # a new torch can break a detectron2 built against the old one
-        found = probe()
-    changed.append(detectron2_step(env, found))
-    changed.append(ir_d2_step(found))
-    say("set-up %s in %.0f s" % ("done" if any(changed) else "checked", time.time() - start))
+    # setuptools twice: torch's own requirement (setuptools>=77) may pull in one without
+    # pkg_resources, and so may a later step; every step sees what the previous ones installed
+    steps = [torch_step, setuptools_step, detectron2_step, ir_d2_step, setuptools_step]
+    found, changed = probe(), False
+    for step in steps:
+        if step(env, found):
+            changed = True
+            found = probe()
+    say("set-up %s in %.0f s" % ("done" if changed else "checked", time.time() - start))
 
 
 def main(argv=None):
