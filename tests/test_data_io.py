@@ -1,4 +1,4 @@
-"""Reading IR frames and masks: 8-bit modes, 16-bit PNG/TIFF, normalisation, bad files (issue 4)."""
+"""Reading IR frames and masks: 8-bit modes, 16-bit PNG/TIFF, normalisation, bad files."""
 
 import logging
 

@@ -1,5 +1,5 @@
 """
-End-to-end runs of the training entry point on real IR frames (issue: train, evaluate, predict):
+End-to-end runs of the training entry point on real IR frames (train, evaluate, predict):
 train a few iterations, evaluate the checkpoint with --eval-only, resume, and predict on a real
 FLIR frame with DefaultPredictor and IRPredictor.
 """

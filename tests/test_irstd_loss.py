@@ -1,4 +1,4 @@
-"""Soft-IoU loss (issue 5: SGEM eq. 4, SIRST-5K eq. 8)."""
+"""Soft-IoU loss (SGEM eq. 4, SIRST-5K eq. 8)."""
 
 import numpy as np
 import pytest

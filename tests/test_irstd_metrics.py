@@ -1,4 +1,4 @@
-"""IRSTDMetrics: IoU, nIoU, Pd, Fa, F1 as BasicIRSTD defines them (issue 5)."""
+"""IRSTDMetrics: IoU, nIoU, Pd, Fa, F1 as BasicIRSTD defines them."""
 
 import math
 from collections import deque

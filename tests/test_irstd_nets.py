@@ -1,4 +1,4 @@
-"""UNet, SGEMUNet and AFFUNet (issue 5): shapes, equations, registry and parameter counts."""
+"""UNet, SGEMUNet and AFFUNet: shapes, equations, registry and parameter counts."""
 
 import math
 
