@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import cv2
 import pytest
 from conftest import REPO_ROOT
 
+from ir_d2.engine.defaults import _setup_ir_logger
 from ir_d2.tools import quickstart
 from ir_d2.utils.cli import CommandLineError
 
@@ -33,6 +35,18 @@ def test_the_main_job_writes_the_table_the_roc_plot_and_overlays(tmp_path, monke
     before = (out / "model_final.pth").stat().st_mtime_ns
     quickstart.main(["--output", str(out), "--overlays", "3", "SOLVER.MAX_ITER", "3"])
     assert (out / "model_final.pth").stat().st_mtime_ns == before
+
+
+def test_a_tool_with_its_own_console_logger_prints_each_ir_d2_line_once(tmp_path, monkeypatch):
+    ir_logger = logging.getLogger("ir_d2")
+    console = logging.StreamHandler(sys.stdout)  # what the quickstart sets up before train_net
+    monkeypatch.setattr(ir_logger, "handlers", [console])
+    _setup_ir_logger(str(tmp_path))  # train_net's set-up after it
+    streams = [getattr(h, "stream", None) for h in ir_logger.handlers]
+    assert streams.count(sys.stdout) == 1
+    assert [getattr(s, "name", "") for s in streams if s is not sys.stdout] == [
+        str(tmp_path / "log.txt")
+    ]
 
 
 def test_the_main_job_never_writes_into_a_folder_it_did_not_write(tmp_path):

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 
 import torch
 from detectron2.engine import default_setup
@@ -99,12 +100,27 @@ def setup_cfg(config_file, opts=(), args=None, freeze=True):
     register_datasets_from_config(cfg)  # it writes absolute paths: before the config is saved
     if args is not None:
         default_setup(cfg, args)
-        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ir_d2")
+        _setup_ir_logger(cfg.OUTPUT_DIR)
     if note:
         logger.warning(note)
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _setup_ir_logger(output_dir):
+    """
+    Send ir_d2's log lines to ``output_dir/log.txt`` and, once only, to the console (a tool that
+    set up the ``ir_d2`` console logger before, as the quickstart does, would print them twice).
+    """
+    ir_logger = logging.getLogger("ir_d2")
+    has_console = any(
+        type(h) is logging.StreamHandler and getattr(h, "stream", None) is sys.stdout
+        for h in ir_logger.handlers
+    )
+    setup_logger(
+        output_dir, distributed_rank=comm.get_rank(), name="ir_d2", configure_stdout=not has_console
+    )
 
 
 def ensure_weights(weights):
