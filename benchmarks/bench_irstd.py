@@ -23,7 +23,7 @@ from ir_d2.modeling.irstd.aff import AFFBlock
 NETS = [
     ("U-Net", "IRSTD/irstd_unet_W32_1500e_sirst.yaml"),
     ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_sirst.yaml"),
-    ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml"),
+    ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_bs256-1500e_sirst.yaml"),
 ]
 
 

@@ -1,11 +1,12 @@
 """
 Cost of the paper's losses (Wang & Ren 2025, sec. 3.3-3.4), measured in one run, as ratios:
 
-* the compound mask loss BCE + Dice + 0.1 Lovasz (forward + backward) on 512 ROIs of 28x28,
-  against BCE alone and against the same loss computed ROI by ROI in a Python loop, as the
-  reference Lovasz implementation's ``per_image=True`` mode does (goal: >= 10x faster than the
-  loop), and against the milder mix of batched BCE + Dice with only the Lovasz hinge in that
-  per-image loop; the Lovasz hinge alone against the reference loop (the reference's code);
+* the compound mask loss BCE + Dice + 0.1 Lovasz-Softmax (eqs. 13-18; forward + backward) on
+  512 ROIs of 28x28, against BCE alone and against the same loss computed ROI by ROI in a Python
+  loop, as the reference Lovasz implementation's ``per_image=True`` mode does (goal: >= 10x faster
+  than the loop), and against the milder mix of batched BCE + Dice with only the Lovasz term in
+  that per-image loop; the Lovasz-Softmax alone against the reference loop (the reference's
+  code); and the softmax form against the Lovasz hinge (goal: about as fast);
 * its share of one whole training iteration of the final model (BNSA res3+res4, Focal-SIoU,
   BCE + Dice + 0.1 Lovasz) at 640x512 (goal: <= 3%);
 * the focal_siou box loss against smooth L1 in ``IRFastRCNNOutputLayers.box_reg_loss``
@@ -29,12 +30,13 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 import ir_d2  # noqa: F401
-from ir_d2.layers import dice_loss, ir_mask_loss, lovasz_hinge_loss
+from ir_d2.layers import dice_loss, ir_mask_loss, lovasz_hinge_loss, lovasz_softmax_loss
 from ir_d2.modeling import IRFastRCNNOutputLayers
 from ir_d2.utils.testing import random_instance_batch
 
 FINAL = (
-    "IR-InstanceSegmentation/mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN_1x_ircoco.yaml"
+    "IR-InstanceSegmentation/"
+    "mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN_100e_ircoco.yaml"
 )
 
 
@@ -64,6 +66,25 @@ def _ref_lovasz_hinge_flat(logits, labels):
     return torch.dot(F.relu(errors_sorted), grad)
 
 
+def _ref_lovasz_softmax_flat(probas, labels, classes="present"):
+    """The reference's ``lovasz_softmax_flat`` (probas (P, C), labels (P,))."""
+    losses = []
+    for c in range(probas.size(1)):
+        fg = (labels == c).float()
+        if classes == "present" and fg.sum() == 0:
+            continue
+        errors = (fg - probas[:, c]).abs()
+        errors_sorted, perm = torch.sort(errors, 0, descending=True)
+        losses.append(torch.dot(errors_sorted, _ref_lovasz_grad(fg[perm.data])))
+    return _ref_mean(losses)
+
+
+def _ref_binary_probas(logits):
+    """The (P, 2) [background, foreground] probabilities of one ROI's logits."""
+    p = logits.reshape(-1).sigmoid()
+    return torch.stack([1 - p, p], dim=1)
+
+
 def _ref_flatten_binary_scores(scores, labels):
     return scores.view(-1), labels.view(-1)
 
@@ -76,16 +97,20 @@ def _ref_mean(values):
     return acc if n == 1 else acc / n
 
 
-def lovasz_loop(logits, targets):
-    """The reference's ``lovasz_hinge(logits, labels, per_image=True)``: one flat Lovasz hinge per
-    ROI (``unsqueeze(0)`` as there), averaged by its ``mean``, which accumulates in Python."""
-    return _ref_mean(
-        _ref_lovasz_hinge_flat(*_ref_flatten_binary_scores(f.unsqueeze(0), y.unsqueeze(0)))
-        for f, y in zip(logits, targets)
-    )
+def _ref_lovasz_flat(f, y, kind):
+    if kind == "hinge":
+        return _ref_lovasz_hinge_flat(f.reshape(-1), y.reshape(-1))
+    return _ref_lovasz_softmax_flat(_ref_binary_probas(f), y.reshape(-1).long())
 
 
-def compound_loop(logits, targets, smooth=1.0):
+def lovasz_loop(logits, targets, kind="softmax"):
+    """The reference's per-image mode (``lovasz_softmax(probas, labels, per_image=True)`` with the
+    binary [1 - p, p] probabilities, or ``lovasz_hinge(logits, labels, per_image=True)``): one flat
+    loss per ROI, averaged by its ``mean``, which accumulates in Python."""
+    return _ref_mean(_ref_lovasz_flat(f, y, kind) for f, y in zip(logits, targets))
+
+
+def compound_loop(logits, targets, smooth=1.0, kind="softmax"):
     """BCE + Dice + 0.1 Lovasz computed ROI by ROI in a Python loop (per-image mode), averaged as
     the reference's ``mean``; the mean of the per-ROI BCEs equals the BCE over all pixels, as every
     ROI has the same size."""
@@ -95,16 +120,16 @@ def compound_loop(logits, targets, smooth=1.0):
         p = f.sigmoid()
         dice = 1 - (2 * (p * y).sum() + smooth) / (p.sum() + y.sum() + smooth)
         bce = F.binary_cross_entropy_with_logits(f, y)
-        return bce + dice + 0.1 * _ref_lovasz_hinge_flat(f, y)
+        return bce + dice + 0.1 * _ref_lovasz_flat(f, y, kind)
 
     return _ref_mean(per_roi(f, y) for f, y in zip(logits, targets))
 
 
-def compound_batched_loop(logits, targets):
-    """The milder baseline: BCE and Dice batched over ROIs, only the Lovasz hinge in the
+def compound_batched_loop(logits, targets, kind="softmax"):
+    """The milder baseline: BCE and Dice batched over ROIs, only the Lovasz term in the
     reference's per-image loop."""
     bce = F.binary_cross_entropy_with_logits(logits, targets)
-    return bce + dice_loss(logits, targets) + 0.1 * lovasz_loop(logits, targets)
+    return bce + dice_loss(logits, targets) + 0.1 * lovasz_loop(logits, targets, kind)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -150,14 +175,17 @@ def main():
         "BCE+Dice+0.1 Lovasz (ours)": lambda x: ir_mask_loss(x, targets)[0],
         "same, per-ROI Python loop": lambda x: compound_loop(x, targets),
         "same, only Lovasz per ROI": lambda x: compound_batched_loop(x, targets),
-        "Lovasz alone (ours)": lambda x: lovasz_hinge_loss(x, targets),
+        "Lovasz alone (ours)": lambda x: lovasz_softmax_loss(x, targets),
         "Lovasz alone, per-ROI loop": lambda x: lovasz_loop(x, targets),
+        "hinge: BCE+Dice+0.1 Lovasz": lambda x: ir_mask_loss(x, targets, lovasz="hinge")[0],
+        "hinge: Lovasz alone": lambda x: lovasz_hinge_loss(x, targets),
     }
     ours = ir_mask_loss(logits0, targets)[0]
     for a, b in [
         (ours, compound_loop(logits0, targets)),
         (ours, compound_batched_loop(logits0, targets)),
-        (lovasz_hinge_loss(logits0, targets), lovasz_loop(logits0, targets)),
+        (lovasz_softmax_loss(logits0, targets), lovasz_loop(logits0, targets)),
+        (lovasz_hinge_loss(logits0, targets), lovasz_loop(logits0, targets, "hinge")),
     ]:
         assert abs(a.item() - b.item()) < 1e-4 * max(1.0, abs(b.item())), (a, b)
     mask_t = _interleaved({k: (lambda f=f: run(f)) for k, f in mask_fns.items()}, args.repeat)
@@ -182,7 +210,7 @@ def main():
 
     iter_t = time_call(train_step, warmup=1, repeat=max(2, args.repeat // 2))
 
-    bce, ours, loop, batched_loop, lov, lov_loop = mask_t.values()
+    bce, ours, loop, batched_loop, lov, lov_loop, hinge_all, hinge = mask_t.values()
     print(f"device: {device}, torch threads {torch.get_num_threads()}, median of {args.repeat}")
     print(f"mask loss, {args.rois} ROIs of 28x28, forward + backward:")
     for name, t in mask_t.items():
@@ -191,6 +219,8 @@ def main():
     print(f"  per-ROI loop / compound:       {loop / ours:8.2f}x faster (goal >= 10)")
     print(f"  only-Lovasz-loop / compound:   {batched_loop / ours:8.2f}x faster")
     print(f"  Lovasz per-ROI loop / ours:    {lov_loop / lov:8.2f}x faster")
+    print(f"  softmax / hinge, compound:     {ours / hinge_all:8.2f}x (goal: about 1)")
+    print(f"  softmax / hinge, Lovasz alone: {lov / hinge:8.2f}x")
     print(f"training iteration, {args.images} images {args.width}x{args.height}: {iter_t:.2f} s")
     print(f"  compound mask loss ({args.rois} ROIs) share: {ours / iter_t * 100:.2f}% (goal <= 3%)")
     print(f"box loss in box_reg_loss, {len(proposals)} proposals, forward + backward:")

@@ -29,7 +29,7 @@ from PIL import Image
 import ir_d2  # noqa: F401
 from ir_d2.data import IRDatasetMapper, IRSTDDatasetMapper
 
-CONFIG = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_ircoco.yaml"
+CONFIG = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_100e_ircoco.yaml"
 
 
 def images_per_second(mapper, records):

@@ -75,9 +75,12 @@ def _add_bnsa_config(cfg):
     cfg.MODEL.BNSA.NORM = "BN"
     # Width of the squeeze-and-attention part relative to the stage width (paper: C -> C/4).
     cfg.MODEL.BNSA.BOTTLENECK_RATIO = 0.25
-    # True: out = x + BNSA(x) with a zero-initialised last norm (identity at init);
-    # False: out = BNSA(x), the paper's plain form.
-    cfg.MODEL.BNSA.RESIDUAL = True
+    # Where the 1x1 bottleneck convs sit: "per_branch" (before and after each branch, our reading
+    # of fig. 5) or "shared" (one before and one after the whole SA part, ir_d2 0.1).
+    cfg.MODEL.BNSA.LAYOUT = "per_branch"
+    # False: out = BNSA(x), the paper's plain form; True (ours): out = x + scale * BNSA(x) with a
+    # learned scale starting at 0 (identity at init).
+    cfg.MODEL.BNSA.RESIDUAL = False
 
 
 def _add_roi_heads_config(cfg):
@@ -88,8 +91,12 @@ def _add_roi_heads_config(cfg):
     cfg.MODEL.ROI_MASK_HEAD.BCE_WEIGHT = 1.0
     # Weight of the Dice term of the IR mask loss (eq. 18).
     cfg.MODEL.ROI_MASK_HEAD.DICE_WEIGHT = 1.0
-    # Weight of the Lovasz hinge term of the IR mask loss (eq. 18; paper: 0.1).
+    # Weight of the Lovasz term of the IR mask loss (eq. 18; paper: 0.1).
     cfg.MODEL.ROI_MASK_HEAD.LOVASZ_WEIGHT = 0.1
+    # Errors of the Lovasz term: "softmax" (eqs. 15-17, on probabilities) or "hinge" (on logits).
+    cfg.MODEL.ROI_MASK_HEAD.LOVASZ = "softmax"
+    # Classes the Lovasz-Softmax term averages over per ROI: "present" (reference code) or "all".
+    cfg.MODEL.ROI_MASK_HEAD.LOVASZ_CLASSES = "present"
     # Smoothing constant s of the Dice loss (eq. 14).
     cfg.MODEL.ROI_MASK_HEAD.DICE_SMOOTH = 1.0
 
@@ -112,6 +119,10 @@ def _add_data_config(cfg):
     cfg.INPUT.IR.CONTRAST = [0.8, 1.2]
     # Random horizontal flip for training ("horizontal", "vertical", "both" or "none").
     cfg.INPUT.IR.FLIP = "horizontal"
+    # Probability of a random Gaussian blur in training (SIRST-5K's code: 0.5); 0 disables it.
+    cfg.INPUT.IR.BLUR_PROB = 0.0
+    # Range of the blur's standard deviation in pixels (SIRST-5K's code: [0, 1]).
+    cfg.INPUT.IR.BLUR_SIGMA = [0.0, 1.0]
     # Fixed-size training crop (H, W) of the small-target mapper; [] keeps the whole frame.
     cfg.INPUT.IR.CROP_SIZE = [256, 256]
     # Test-time size of the small-target mapper: 0 keeps the original size.
@@ -146,8 +157,14 @@ def _add_irstd_config(cfg):
     cfg.MODEL.IRSTD.DEEP_SUPERVISION = False
     # AFFUNet: reduction r of the channel-attention MLP, C -> C/r -> C (SIRST-5K eq. 5; CBAM: 16).
     cfg.MODEL.IRSTD.AFF_REDUCTION = 16
+    # SGEMUNet: start SGEM's last BatchNorm at zero, so the net is the U-Net at init (ours).
+    cfg.MODEL.IRSTD.SGEM_ZERO_INIT = False
+    # AFFUNet: global fusion before the head (eq. 7): "paper" (4 scales), "code" (5) or "none".
+    cfg.MODEL.IRSTD.AFF_FUSION = "paper"
+    # Weight init of the net's convolutions: "default" (torch's) or "xavier" (SIRST-5K, sec. IV).
+    cfg.MODEL.IRSTD.INIT = "default"
     # Initial foreground probability of the net's output heads (bias -log((1-p)/p)); 0 keeps
-    # torch's default init. The papers are silent; a small prior speeds up Soft-IoU training.
+    # the init's bias. Ours, not the papers': a small prior speeds up Soft-IoU training.
     cfg.MODEL.IRSTD.PRIOR_PROB = 0.0
     # Probability above which a pixel is a target at inference.
     cfg.MODEL.IRSTD.THRESHOLD = 0.5
@@ -178,6 +195,9 @@ def _add_sirst5k_config(cfg):
     cfg.INPUT.SIRST5K.ANGLES = [0, 90, 180, 270]
     # "paper": rotate the image patch only, label unchanged; "code": the authors' public code.
     cfg.INPUT.SIRST5K.MODE = "paper"
+    # True: 4z samples for z targets, each rotating one target (the paper's); False: 4 samples,
+    # each rotating every target by the same angle (ir_d2 0.1).
+    cfg.INPUT.SIRST5K.PER_TARGET = True
 
 
 def _add_solver_config(cfg):

@@ -1,10 +1,10 @@
-"""BNSA block and the BNSA ResNet-FPN backbone (issue: foundation)."""
+"""BNSA block and the BNSA ResNet-FPN backbone."""
 
 import copy
 
 import pytest
 import torch
-from conftest import SMALL_RCNN_OPTS, ir_cfg
+from conftest import CONFIGS, SMALL_RCNN_OPTS, ir_cfg
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
@@ -16,8 +16,8 @@ from ir_d2.modeling import BNSABlock
 from ir_d2.modeling.backbone.bnsa import sa_fuse
 from ir_d2.utils.testing import random_instance_batch
 
-VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_ircoco.yaml"
-BNSA_C3C4 = "IR-InstanceSegmentation/mask_rcnn_R_50_BNSA-C3C4_FPN_1x_ircoco.yaml"
+VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_100e_ircoco.yaml"
+BNSA_C3C4 = "IR-InstanceSegmentation/mask_rcnn_R_50_BNSA-C3C4_FPN_100e_ircoco.yaml"
 
 
 # ----------------------------------------------------------------------------- block
@@ -32,15 +32,19 @@ def test_block_keeps_shape(hw, residual):
     assert torch.isfinite(y).all()
 
 
-def test_residual_block_is_identity_at_init_and_learns():
+@pytest.mark.parametrize("layout", ["per_branch", "shared"])
+def test_residual_block_is_identity_at_init_and_learns(layout):
     torch.manual_seed(0)
-    block = BNSABlock(32, norm="BN")
+    block = BNSABlock(32, norm="BN", residual=True, layout=layout)
     x = torch.randn(2, 32, 15, 11, requires_grad=True)
     y = block(x)
     assert torch.equal(y, x)
-    # the zero-initialised last norm still receives a gradient, so the block can move away from 0
+    # the zero-initialised scale receives a gradient, so the block moves away from the identity
     y.square().sum().backward()
-    assert block.expand[-1].weight.grad.abs().sum() > 0
+    assert block.scale.grad.abs().item() > 0
+    with torch.no_grad():
+        block.scale.fill_(0.5)
+    assert not torch.allclose(block(x), x)
 
 
 def test_plain_block_is_not_identity():
@@ -51,18 +55,47 @@ def test_plain_block_is_not_identity():
 
 
 def test_block_bottleneck_width_and_eq2():
-    block = BNSABlock(512, bottleneck_ratio=0.25, norm="BN")
+    block = BNSABlock(512, bottleneck_ratio=0.25, norm="BN", layout="shared")
     assert block.mid_channels == 128
     assert block.reduce[0].out_channels == 128 and block.expand[0].out_channels == 512
+    block = BNSABlock(512, bottleneck_ratio=0.25, norm="BN")  # per branch: 1x1 in, out of each
+    for branch in (block.res_branch, block.attn_branch):
+        convs = [m for m in branch if isinstance(m, torch.nn.Conv2d)]
+        assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
+            (512, 128, 1),
+            (128, 128, 3),
+            (128, 128, 3),
+            (128, 512, 1),
+        ]
     # eq. 2: X_out = X_attn * X_res + X_attn, against a direct computation
     a, r = torch.tensor([2.0, -1.0, 0.0]), torch.tensor([3.0, 4.0, 5.0])
     assert torch.equal(sa_fuse(r, a), torch.tensor([8.0, -5.0, 0.0]))
 
 
-def test_block_forward_recomputes_the_paper_layout():
-    """The block equals an independent re-computation of fig. 5 from its own weights."""
-    torch.manual_seed(1)
+def test_block_forward_recomputes_the_per_branch_layout():
+    """The default block equals an independent re-computation of our reading of fig. 5 (a 1x1 conv
+    before and after each branch, eqs. 1-2 at C channels) from its own weights."""
+    torch.manual_seed(2)
     block = BNSABlock(16, norm="", residual=False).eval()
+    x = torch.randn(1, 16, 7, 9)
+    F = torch.nn.functional
+
+    def chain(convs, t):
+        for c in convs:
+            t = F.relu(F.conv2d(t, c.weight, c.bias, padding=c.padding))
+        return t
+
+    res = chain([m for m in block.res_branch if isinstance(m, torch.nn.Conv2d)], x)
+    pooled = F.avg_pool2d(x, 2, 2, ceil_mode=True)
+    att = chain([m for m in block.attn_branch if isinstance(m, torch.nn.Conv2d)], pooled)
+    att = F.interpolate(att, size=(7, 9), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(block(x), att * res + att)  # eq. 2
+
+
+def test_block_forward_recomputes_the_shared_layout():
+    """The "shared" block equals an independent re-computation from its own weights."""
+    torch.manual_seed(1)
+    block = BNSABlock(16, norm="", residual=False, layout="shared").eval()
     x = torch.randn(1, 16, 7, 9)
     F = torch.nn.functional
 
@@ -83,6 +116,8 @@ def test_block_rejects_wrong_channels():
         BNSABlock(8, norm="")(torch.zeros(1, 4, 8, 8))
     with pytest.raises(ValueError, match="BOTTLENECK_RATIO"):
         BNSABlock(8, bottleneck_ratio=0.0)
+    with pytest.raises(ValueError, match="MODEL.BNSA.LAYOUT"):
+        BNSABlock(8, layout="stacked")
 
 
 # ----------------------------------------------------------------------------- backbone
@@ -101,7 +136,7 @@ def test_registry_name():
 def test_backbone_outputs_match_vanilla(stages):
     torch.manual_seed(0)
     vanilla, _ = _backbone(VANILLA)
-    bnsa, _ = _backbone(BNSA_C3C4, ["MODEL.BNSA.STAGES", stages])
+    bnsa, _ = _backbone(BNSA_C3C4, ["MODEL.BNSA.STAGES", stages, "MODEL.BNSA.RESIDUAL", True])
     assert bnsa.output_shape() == vanilla.output_shape()
     blocks = {n.split(".")[1] for n, _ in bnsa.named_modules() if n.startswith("bottom_up.bnsa_")}
     assert blocks == {f"bnsa_{s}" for s in stages}
@@ -182,13 +217,27 @@ def test_norm_choice(norm):
         assert not names & {"BatchNorm2d", "GroupNorm", "FrozenBatchNorm2d"}
 
 
-def test_parameter_overhead_c3c4_r50():
+@pytest.mark.parametrize(
+    "layout, ratio, added",
+    # the counts the BNSA deviation row of README.md and projects/BNSA-MaskRCNN/README.md states
+    [
+        ("per_branch", 0.25, 4271),
+        ("shared", 0.25, 3611),
+        ("shared", 0.5, 13118),
+        ("per_branch", 0.5, 14433),
+    ],
+)
+def test_parameter_overhead_c3c4_r50(layout, ratio, added):
     vanilla, _ = _backbone(VANILLA)
-    bnsa, _ = _backbone(BNSA_C3C4)
+    bnsa, _ = _backbone(
+        BNSA_C3C4, ["MODEL.BNSA.LAYOUT", layout, "MODEL.BNSA.BOTTLENECK_RATIO", ratio]
+    )
     extra = sum(p.numel() for p in bnsa.parameters()) - sum(p.numel() for p in vanilla.parameters())
     bnsa_only = sum(p.numel() for n, p in bnsa.named_parameters() if "bnsa" in n)
     assert extra == bnsa_only
-    assert 1e6 <= extra <= 10e6
+    assert round(extra / 1e3) == added
+    readme = (CONFIGS.parent / "projects" / "BNSA-MaskRCNN" / "README.md").read_text()
+    assert f"+{added / 1e3:.3f} M" in readme
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -251,7 +300,7 @@ def test_bnsa_mask_rcnn_trains_and_predicts():
 def test_bnsa_model_equals_vanilla_model_at_init():
     torch.manual_seed(0)
     vanilla = build_model(_small_cfg(VANILLA)).eval()
-    bnsa = build_model(_small_cfg(BNSA_C3C4)).eval()
+    bnsa = build_model(_small_cfg(BNSA_C3C4, ["MODEL.BNSA.RESIDUAL", True])).eval()
     bnsa.load_state_dict(copy.deepcopy(vanilla.state_dict()), strict=False)
     inputs = [{k: v for k, v in d.items() if k != "instances"} for d in _fake_batch(n=1, seed=3)]
     with torch.no_grad():

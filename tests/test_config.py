@@ -1,4 +1,4 @@
-"""add_ir_config and the model-zoo configs (issue: foundation)."""
+"""add_ir_config and the model-zoo configs."""
 
 from pathlib import Path
 
@@ -37,7 +37,8 @@ def test_add_ir_config_only_adds_keys_and_is_idempotent():
     assert "BNSA" not in get_cfg().MODEL
     assert cfg.MODEL.BNSA.STAGES == ["res3", "res4"]
     assert cfg.MODEL.BNSA.NORM == "BN" and cfg.MODEL.BNSA.BOTTLENECK_RATIO == 0.25
-    assert cfg.MODEL.BNSA.RESIDUAL is True
+    assert cfg.MODEL.BNSA.RESIDUAL is False and cfg.MODEL.BNSA.LAYOUT == "per_branch"
+    assert cfg.MODEL.ROI_MASK_HEAD.LOVASZ == "softmax"
     add_ir_config(cfg)
     assert _flatten(cfg) == added
 

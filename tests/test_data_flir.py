@@ -1,4 +1,4 @@
-"""FLIR ADAS v1 / v2 layouts, written in tmp_path around real FLIR frames (issue 4)."""
+"""FLIR ADAS v1 / v2 layouts, written in tmp_path around real FLIR frames."""
 
 import json
 import logging
@@ -13,7 +13,7 @@ from PIL import Image
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.data import IRDatasetMapper, register_flir
 
-FASTER = "IR-Detection/faster_rcnn_R_50_FPN_1x_flir.yaml"
+FASTER = "IR-Detection/faster_rcnn_R_50_FPN_100e_flir.yaml"
 FRAMES = ("FLIR_00006", "FLIR_00018", "FLIR_00060")
 # category lists as the two versions ship them (v1: COCO ids, 5 classes; v2: 15, "bike")
 V1_CATEGORIES = [(1, "person"), (2, "bicycle"), (3, "car"), (18, "dog"), (91, "other vehicle")]

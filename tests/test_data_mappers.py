@@ -1,4 +1,4 @@
-"""IRDatasetMapper, IRSTDDatasetMapper, build_ir_mapper and bad samples (issue 4)."""
+"""IRDatasetMapper, IRSTDDatasetMapper, build_ir_mapper and bad samples."""
 
 import logging
 from pathlib import Path
@@ -17,7 +17,7 @@ import ir_d2  # noqa: F401  (registration)
 from ir_d2.data import IRDataError, IRDatasetMapper, IRSTDDatasetMapper, build_ir_mapper
 from ir_d2.data.transforms import IRBrightnessContrast
 
-VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_ircoco.yaml"
+VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_100e_ircoco.yaml"
 
 
 @pytest.fixture

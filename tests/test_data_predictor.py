@@ -1,4 +1,4 @@
-"""IRPredictor on gray, 16-bit and BGR frames; DefaultPredictor unchanged (issue 4)."""
+"""IRPredictor on gray, 16-bit and BGR frames; DefaultPredictor unchanged."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from detectron2.engine import DefaultPredictor
 
 from ir_d2.engine import IRPredictor
 
-VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_ircoco.yaml"
+VANILLA = "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_100e_ircoco.yaml"
 # a small Faster R-CNN (R-18, narrow FPN and box head) so the test is quick; random weights, every
 # detection kept
 SMALL = [

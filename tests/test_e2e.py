@@ -96,8 +96,9 @@ def test_instance_training_then_eval_only_gives_bbox_and_segm_ap(instance_run):
         eval_only=True,
     )
     for task in ("bbox", "segm"):
-        assert {"AP", "AP50", "AP75"} <= set(results[task])
+        assert {"AP", "AP50", "AP75", "Recall"} <= set(results[task])
         assert all(0.0 <= results[task][k] <= 100.0 for k in ("AP", "AP50", "AP75"))
+        assert 0.0 <= results[task]["Recall"] <= 1.0  # the paper's 0-1 scale
     assert (instance_run / "inference" / f"sirst_test_instances_first{N_EVAL}").is_dir()
 
 

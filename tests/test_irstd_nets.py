@@ -190,7 +190,9 @@ def test_aff_block_residual_layout():
     nodes = [*net.encoder, *net.decoder]
     assert all(isinstance(n, AFFBlock) for n in nodes)
     assert [n.channel_attention.mlp[0].out_channels for n in net.encoder] == [2, 4, 8, 16, 16]
-    cfg = ir_cfg("IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml", ["MODEL.IRSTD.AFF_REDUCTION", 4])
+    cfg = ir_cfg(
+        "IRSTD/irstd_aff_unet_W32_bs256-1500e_sirst.yaml", ["MODEL.IRSTD.AFF_REDUCTION", 4]
+    )
     net = build_irstd_net(cfg)
     assert net.encoder[4].channel_attention.mlp[0].out_channels == 512 // 4
 

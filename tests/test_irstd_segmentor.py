@@ -23,7 +23,7 @@ from ir_d2.modeling import IRSTDSegmentor
 CONFIGS = {
     "UNet": "IRSTD/irstd_unet_W32_1500e_sirst.yaml",
     "SGEMUNet": "IRSTD/irstd_sgem_unet_W40_1500e_sirst.yaml",
-    "AFFUNet": "IRSTD/irstd_aff_unet_W32_1500e_sirst.yaml",
+    "AFFUNet": "IRSTD/irstd_aff_unet_W32_bs256-1500e_sirst.yaml",
 }
 SMALL = ["MODEL.IRSTD.BASE_CHANNELS", 4, "MODEL.IRSTD.CHANNELS", []]
 

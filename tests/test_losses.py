@@ -1,4 +1,4 @@
-"""Box and mask losses of the Mask R-CNN paper (issue 3): ir_d2.layers.losses."""
+"""Box and mask losses of the Mask R-CNN paper: ir_d2.layers.losses."""
 
 import math
 
@@ -22,6 +22,7 @@ from ir_d2.layers import (
     iou_box_loss,
     ir_mask_loss,
     lovasz_hinge_loss,
+    lovasz_softmax_loss,
     siou_loss,
 )
 
@@ -57,7 +58,7 @@ def _geometry(p, g):
 
 
 def _siou_ref(p, g):
-    """SIoU exactly as written in the issue: x = |dy| / sigma."""
+    """SIoU exactly as Gevorgyan 2022 / Wang & Ren eq. 7 write it: x = |dy| / sigma."""
     w, h, wg, hg, iou, dx, dy, cw, ch = _geometry(p, g)
     sigma = math.hypot(dx, dy)
     lam = 1 - 2 * math.sin(math.asin(abs(dy) / sigma) - math.pi / 4) ** 2
@@ -295,6 +296,116 @@ def test_lovasz_matches_direct_loop_values_and_gradients():
     torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-5, atol=1e-6)
 
 
+def _lovasz_softmax_eqs(logits, targets, classes="present"):
+    """Wang & Ren eqs. 15-17 written from the paper in float64 NumPy, one ROI and one class at a
+    time: errors m_i(c) = 1 - p_i(c) on the pixels of class c, p_i(c) elsewhere (eq. 15), with
+    p(fg) = sigmoid(f), p(bg) = 1 - p(fg); sorted decreasingly; weighted by the increments of the
+    Jaccard loss Delta(M) = 1 - |F minus M| / |F u M| of the first k pixels (eq. 16); the mean
+    over the classes (eq. 17: present ones, or both), then over the ROIs."""
+    logits = np.asarray(logits, np.float64).reshape(len(logits), -1)
+    targets = np.asarray(targets).reshape(len(targets), -1) > 0.5
+    per_roi = []
+    for f, y in zip(logits, targets):
+        p_fg = 1 / (1 + np.exp(-f))
+        values = []
+        for p_c, is_c in ((1 - p_fg, ~y), (p_fg, y)):
+            if classes == "present" and not is_c.any():
+                continue
+            m = np.where(is_c, 1 - p_c, p_c)
+            order = np.argsort(-m, kind="stable")
+            deltas = []
+            for k in range(len(m) + 1):
+                taken = np.zeros(len(m), bool)
+                taken[order[:k]] = True
+                union = (is_c | taken).sum()
+                deltas.append(1 - (is_c & ~taken).sum() / union if union else 0.0)
+            values.append(float(np.dot(m[order], np.diff(deltas))))
+        per_roi.append(np.mean(values))
+    return float(np.mean(per_roi))
+
+
+def _lovasz_softmax_autograd(logits, targets, classes="present"):
+    """The same loss as a per-ROI torch loop (float64) whose increments are constants, for the
+    gradient."""
+    losses = []
+    for f, t in zip(logits.reshape(len(logits), -1), targets.reshape(len(targets), -1)):
+        y = (t > 0.5).double()
+        p = torch.sigmoid(f)
+        values = []
+        for p_c, y_c in ((1 - p, 1 - y), (p, y)):
+            if classes == "present" and y_c.sum() == 0:
+                continue
+            m = (y_c - p_c).abs()
+            order = torch.argsort(m.detach(), descending=True, stable=True)
+            ys = y_c[order]
+            k = torch.arange(1, len(ys) + 1, dtype=torch.float64)
+            jaccard = k / (ys.sum() + k - ys.cumsum(0))
+            grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+            values.append((m[order] * grad).sum())
+        losses.append(torch.stack(values).mean())
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("classes", ["present", "all"])
+def test_lovasz_softmax_equals_eqs_15_to_17_and_its_gradient(classes):
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(9, 7, 7, generator=g) * 3
+    targets = (torch.rand(9, 7, 7, generator=g) > 0.55).float()
+    targets[0] = 0  # background only: one class present
+    targets[1] = 1  # foreground only
+    ours = lovasz_softmax_loss(logits.clone().requires_grad_(), targets, classes=classes)
+    ref = _lovasz_softmax_eqs(logits.numpy(), targets.numpy(), classes)
+    assert ours.item() == pytest.approx(ref, abs=1e-6)
+    x = logits.clone().requires_grad_()
+    (g_ours,) = torch.autograd.grad(lovasz_softmax_loss(x, targets, classes=classes), x)
+    x64 = logits.double().requires_grad_()
+    (g_ref,) = torch.autograd.grad(_lovasz_softmax_autograd(x64, targets.double(), classes), x64)
+    torch.testing.assert_close(g_ours.double(), g_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_lovasz_softmax_is_bounded_and_smaller_than_the_hinge():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(64, 28, 28, generator=g) * 4
+    targets = torch.zeros(64, 28, 28)
+    targets[:, 6:22, 8:20] = 1  # a typical ROI: a blob in the middle
+    soft = lovasz_softmax_loss(logits, targets)
+    hinge = lovasz_hinge_loss(logits, targets)
+    assert 0 <= soft.item() <= 1 and hinge.item() > 2 * soft.item()
+    # closed forms: a perfect, confident prediction costs ~0; a fully wrong one ~1 per class
+    perfect = (2 * targets - 1) * 30
+    assert lovasz_softmax_loss(perfect, targets).item() < 1e-6
+    assert lovasz_softmax_loss(-perfect, targets).item() == pytest.approx(1.0, abs=1e-5)
+    # all-background target with "all": the foreground class adds its largest error, max p
+    zero_t = torch.zeros(1, 2, 2)
+    x = torch.tensor([[[0.0, 1.0], [-1.0, -2.0]]])
+    p = torch.sigmoid(x).flatten()
+    fg_all = p.max()
+    bg = _lovasz_softmax_eqs(x.numpy(), zero_t.numpy(), "present")
+    got = lovasz_softmax_loss(x, zero_t, classes="all").item()
+    assert got == pytest.approx((bg + fg_all.item()) / 2, abs=1e-6)
+    assert lovasz_softmax_loss(x, zero_t).item() == pytest.approx(bg, abs=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 9),
+    st.floats(0.0, 20.0),
+    st.integers(0, 2**16),
+    st.sampled_from(["present", "all"]),
+)
+def test_lovasz_softmax_edge_cases_are_finite_and_in_range(r, side, scale, seed, classes):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(r, side, side, generator=g) * scale).requires_grad_()
+    targets = (torch.rand(r, side, side, generator=g) > 0.5).float()
+    loss = lovasz_softmax_loss(logits, targets, classes=classes)
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.isfinite(loss) and 0.0 <= loss.item() <= 1.0 + 1e-6
+    assert torch.isfinite(grad).all()
+    ref = _lovasz_softmax_eqs(logits.detach().numpy(), targets.numpy(), classes)
+    assert loss.item() == pytest.approx(ref, abs=1e-5)
+
+
 def test_block_sort_orders_every_row():
     """_sort_block (non-negative float32 errors, as _lovasz_hinge_terms passes) against torch's
     stable row-wise float sort: the same indices, ties included."""
@@ -366,13 +477,22 @@ def test_ir_mask_loss_combines_the_three_terms():
     logits = torch.randn(10, 14, 14, generator=g, requires_grad=True)
     targets = (torch.rand(10, 14, 14, generator=g) > 0.5).float()
     bce = F.binary_cross_entropy_with_logits(logits, targets)
-    dice, lov = dice_loss(logits, targets, 2.0), lovasz_hinge_loss(logits, targets)
+    dice, lov = dice_loss(logits, targets, 2.0), lovasz_softmax_loss(logits, targets)
     total, parts = ir_mask_loss(
         logits, targets, bce_weight=0.5, dice_weight=2.0, lovasz_weight=0.1, dice_smooth=2.0
     )
     torch.testing.assert_close(total, 0.5 * bce + 2.0 * dice + 0.1 * lov)
     torch.testing.assert_close(torch.stack(list(parts.values())), torch.stack([bce, dice, lov]))
     assert not any(p.requires_grad for p in parts.values())
+    # the hinge on request, and the classes option reaches the softmax form
+    _, parts_h = ir_mask_loss(logits, targets, lovasz="hinge")
+    torch.testing.assert_close(parts_h["lovasz"], lovasz_hinge_loss(logits, targets).detach())
+    _, parts_a = ir_mask_loss(logits, targets, lovasz_classes="all")
+    torch.testing.assert_close(
+        parts_a["lovasz"], lovasz_softmax_loss(logits, targets, classes="all").detach()
+    )
+    with pytest.raises(ValueError, match="LOVASZ"):
+        ir_mask_loss(logits, targets, lovasz="jaccard")
     # (1, 0, 0): exactly the BCE; the zero-weight parts are still reported
     total, parts = ir_mask_loss(logits, targets, bce_weight=1.0, dice_weight=0, lovasz_weight=0)
     assert torch.equal(total, bce)
@@ -418,9 +538,11 @@ def test_lovasz_sorted_in_several_blocks():
     "weights", [(1.0, 1.0, 0.1), (0.7, 1.3, 0.4), (0.0, 1.0, 0.0), (0.0, 0.0, 2.0), (1.0, 0.0, 0.1)]
 )
 @pytest.mark.parametrize("soft", [False, True])
-def test_fused_mask_loss_values_and_gradients(weights, soft):
+@pytest.mark.parametrize("kind", ["softmax", "hinge"])
+def test_fused_mask_loss_values_and_gradients(weights, soft, kind):
     """ir_mask_loss's one-pass path (hand-written gradients) against autograd through
-    independent formulas: torch's BCE, the Dice of eq. 14 written out, the row-sort Lovasz."""
+    independent formulas: torch's BCE, the Dice of eq. 14 written out, the per-ROI
+    Lovasz-Softmax loop or the row-sort Lovasz hinge."""
     g = torch.Generator().manual_seed(12)
     logits = (torch.randn(9, 11, 11, generator=g) * 4).requires_grad_()
     targets = torch.rand(9, 11, 11, generator=g)
@@ -429,14 +551,21 @@ def test_fused_mask_loss_values_and_gradients(weights, soft):
     logits.data[1] = -200.0  # saturated sigmoid: BCE's log form must stay finite and exact
     wb, wd, wl = weights
     total, parts = ir_mask_loss(
-        logits, targets, bce_weight=wb, dice_weight=wd, lovasz_weight=wl, dice_smooth=0.5
+        logits,
+        targets,
+        bce_weight=wb,
+        dice_weight=wd,
+        lovasz_weight=wl,
+        dice_smooth=0.5,
+        lovasz=kind,
     )
     x = logits.double()
     p, y = x.sigmoid().reshape(9, -1), targets.double().reshape(9, -1)
+    lovasz_ref = _lovasz_softmax_autograd if kind == "softmax" else _row_sort_lovasz
     ref = {
         "bce": F.binary_cross_entropy_with_logits(x, targets.double()),
         "dice": (1 - (2 * (p * y).sum(1) + 0.5) / (p.sum(1) + y.sum(1) + 0.5)).mean(),
-        "lovasz": _row_sort_lovasz(x, targets.double()),
+        "lovasz": lovasz_ref(x, targets.double()),
     }
     for name in ref:
         assert parts[name].item() == pytest.approx(ref[name].item(), rel=2e-6, abs=1e-7), name

@@ -27,7 +27,7 @@ def test_get_config_file_and_get_config_as_detectron2_model_zoo():
     assert model_zoo.get_config_file("ir_d2://" + SGEM) == path
     cfg = model_zoo.get_config(SGEM, ["SOLVER.MAX_ITER", "7"])
     assert cfg.MODEL.IRSTD.NET == "SGEMUNet" and cfg.SOLVER.MAX_ITER == 7
-    assert list(cfg.MODEL.IRSTD.CHANNELS) == [40, 64, 128, 256, 512]
+    assert list(cfg.MODEL.IRSTD.CHANNELS) == [40, 64, 128, 256, 560]
     assert not cfg.is_frozen()
     listed = model_zoo.list_configs()
     assert SGEM in listed and len(listed) == len(list(CONFIGS.rglob("*.yaml")))
@@ -39,7 +39,7 @@ def test_get_config_file_and_get_config_as_detectron2_model_zoo():
 def test_a_users_yaml_may_inherit_from_the_zoo(tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text(
-        '_BASE_: "ir_d2://IR-InstanceSegmentation/mask_rcnn_R_50_BNSA-C3_FPN_1x_ircoco.yaml"\n'
+        '_BASE_: "ir_d2://IR-InstanceSegmentation/mask_rcnn_R_50_BNSA-C3_FPN_100e_ircoco.yaml"\n'
         "SOLVER:\n  BASE_LR: 0.001\n"
     )
     cfg = setup_cfg(str(mine))

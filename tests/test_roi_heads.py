@@ -1,4 +1,4 @@
-"""ROI heads with the paper's box and mask losses (issue 3): IRROIHeads, IRFastRCNNOutputLayers,
+"""ROI heads with the paper's box and mask losses: IRROIHeads, IRFastRCNNOutputLayers,
 IRMaskRCNNConvUpsampleHead, and the Table 2-4 configs."""
 
 import re
@@ -17,14 +17,15 @@ from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 import ir_d2  # noqa: F401  (registration)
-from ir_d2.layers import dice_loss, iou_box_loss, lovasz_hinge_loss
+from ir_d2.layers import dice_loss, iou_box_loss, lovasz_softmax_loss
 from ir_d2.modeling import IRFastRCNNOutputLayers, IRMaskRCNNConvUpsampleHead, IRROIHeads
 from ir_d2.modeling.roi_heads import ir_mask_rcnn_loss
 from ir_d2.utils.testing import random_instance_batch
 
 BASE = "Base-IR-RCNN-FPN.yaml"
 FINAL = (
-    "IR-InstanceSegmentation/mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN_1x_ircoco.yaml"
+    "IR-InstanceSegmentation/"
+    "mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN_100e_ircoco.yaml"
 )
 IR_TYPES = ["siou", "eiou", "focal_siou", "focal_ciou", "focal_eiou"]
 
@@ -213,7 +214,7 @@ def test_compound_mask_loss_and_event_storage():
         start += len(inst)
     sel, gt = torch.stack(selected), torch.cat(gts).float()
     bce = F.binary_cross_entropy_with_logits(sel, gt)
-    dice, lov = dice_loss(sel, gt), lovasz_hinge_loss(sel, gt)
+    dice, lov = dice_loss(sel, gt), lovasz_softmax_loss(sel, gt)  # the paper's default
     torch.testing.assert_close(loss, bce + dice + 0.1 * lov)
     for name, value in (("bce", bce), ("dice", dice), ("lovasz", lov)):
         assert logged[f"mask_rcnn/loss_mask_{name}"] == pytest.approx(value.item(), rel=1e-6)
@@ -236,6 +237,11 @@ def test_mask_head_matches_detectron2_layout_and_inference():
     torch.manual_seed(0)
     ours = _mask_head(["MODEL.ROI_MASK_HEAD.LOVASZ_WEIGHT", 0.3])
     assert (ours.bce_weight, ours.dice_weight, ours.lovasz_weight) == (1.0, 1.0, 0.3)
+    assert (ours.lovasz, ours.lovasz_classes) == ("softmax", "present")
+    hinge = _mask_head(["MODEL.ROI_MASK_HEAD.LOVASZ", "hinge"])
+    assert hinge.lovasz == "hinge"
+    with pytest.raises(ValueError, match="MODEL.ROI_MASK_HEAD.LOVASZ_CLASSES"):
+        _mask_head(["MODEL.ROI_MASK_HEAD.LOVASZ_CLASSES", "some"])
     cfg = ir_cfg(BASE, ["MODEL.ROI_MASK_HEAD.CONV_DIM", 8, "MODEL.ROI_MASK_HEAD.NUM_CONV", 1])
     theirs = MaskRCNNConvUpsampleHead(cfg, ShapeSpec(channels=8, height=14, width=14))
     assert list(ours.state_dict()) == list(theirs.state_dict())  # checkpoints load by name
@@ -259,7 +265,7 @@ def test_bad_mask_weight_names_the_key():
 # ----------------------------------------------------------------------------- configs
 TABLE_CONFIGS = sorted(
     p.name
-    for p in (CONFIGS / "IR-InstanceSegmentation").glob("mask_rcnn-*_R_50_FPN_1x_ircoco.yaml")
+    for p in (CONFIGS / "IR-InstanceSegmentation").glob("mask_rcnn-*_R_50_FPN_100e_ircoco.yaml")
 )
 
 

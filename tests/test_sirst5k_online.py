@@ -1,5 +1,5 @@
 """SIRST-5K online augmentation in IRSTDDatasetMapper and the negative-sample loss in
-IRSTDSegmentor (issue 6), on real NUDT-SIRST frames."""
+IRSTDSegmentor, on real NUDT-SIRST frames."""
 
 import logging
 import uuid
@@ -25,6 +25,9 @@ STILL = [  # no random geometric or photometric augmentation: outputs at the fra
     "INPUT.IR.BRIGHTNESS", [1.0, 1.0],
     "INPUT.IR.CONTRAST", [1.0, 1.0],
 ]  # fmt: skip
+# all targets rotated together, 4 variants per frame (ir_d2 0.1's form; the paper's per-target
+# form, 4 per target, is the default and has its own test below)
+TOGETHER = ["INPUT.SIRST5K.PER_TARGET", False]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +91,7 @@ def _gray(tensor):
 # ----------------------------------------------------------------------------- negative groups
 def test_groups_are_the_rotated_variants_with_one_label(nudt):
     name, records = nudt
-    opts = ["INPUT.SIRST5K.N2N_PROB", 0.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL]
+    opts = ["INPUT.SIRST5K.N2N_PROB", 0.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL, *TOGETHER]
     mapper = IRSTDDatasetMapper(_cfg(name, *opts), True)
     assert mapper.sirst5k.group_size == 4 and mapper.sirst5k.noise_bank is None
     changed = 0
@@ -116,6 +119,28 @@ def test_groups_are_the_rotated_variants_with_one_label(nudt):
     assert changed >= len(records)  # the rotations really changed the frames
 
 
+def test_per_target_groups_hold_four_variants_per_target(nudt):
+    """The paper's form (the default): 4z variants for z targets, each turning one target."""
+    name, records = nudt
+    opts = ["INPUT.SIRST5K.N2N_PROB", 0.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL]
+    mapper = IRSTDDatasetMapper(_cfg(name, *opts), True)
+    assert mapper.sirst5k.per_target and mapper.sirst5k.group_size is None
+    for r in records:
+        gray, mask = _frame(r), _mask(r)
+        _, n_targets = ndimage.label(mask, structure=np.ones((3, 3)))
+        group = mapper(r)["group"] if n_targets else [mapper(r)]
+        assert len(group) == 4 * max(n_targets, 1) or (n_targets == 0 and len(group) == 1)
+        for variant in group:
+            np.testing.assert_array_equal(variant["sem_seg"].numpy(), mask)  # label unchanged
+        changed = [(_gray(v["image"]) != gray) for v in group]
+        for k in range(0, len(group), 4):  # angle 0 of each target: the frame unchanged
+            assert not changed[k].any()
+        for c in changed:  # every other variant changes one 3x3 patch at most
+            if c.any():
+                ys, xs = np.nonzero(c)
+                assert ys.max() - ys.min() <= 2 and xs.max() - xs.min() <= 2
+
+
 def _same_geometry(group, gray, mask, flips, y, x, crop=(200, 180)):
     """Whether every variant of ``group`` is the frame rotated by k quarter turns around its
     targets, then flipped on ``flips`` and cropped at (y, x), and its mask the same crop."""
@@ -133,7 +158,7 @@ def _same_geometry(group, gray, mask, flips, y, x, crop=(200, 180)):
 
 def test_group_gets_one_crop_and_flip(nudt):
     name, records = nudt
-    opts = ["INPUT.SIRST5K.N2N_PROB", 0.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL]
+    opts = ["INPUT.SIRST5K.N2N_PROB", 0.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL, *TOGETHER]
     opts += ["INPUT.IR.FLIP", "both", "INPUT.IR.CROP_SIZE", [200, 180]]
     mapper = IRSTDDatasetMapper(_cfg(name, *opts), True)
     np.random.seed(0)
@@ -161,7 +186,7 @@ def test_group_gets_one_crop_and_flip(nudt):
 
 def test_group_gets_one_brightness_and_contrast(nudt):
     name, records = nudt
-    opts = ["INPUT.SIRST5K.N2N_PROB", 0.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL]
+    opts = ["INPUT.SIRST5K.N2N_PROB", 0.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL, *TOGETHER]
     opts += ["INPUT.IR.BRIGHTNESS", [0.5, 1.5], "INPUT.IR.CONTRAST", [0.5, 1.5]]
     mapper = IRSTDDatasetMapper(_cfg(name, *opts), True)
     np.random.seed(1)
@@ -240,7 +265,7 @@ def test_n2n_with_the_mapper_noise_bank(nudt, caplog):
 
 def test_n2n_then_negatives_form_one_noisy_group(nudt):
     name, records = nudt
-    opts = ["INPUT.SIRST5K.N2N_PROB", 1.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL]
+    opts = ["INPUT.SIRST5K.N2N_PROB", 1.0, "INPUT.SIRST5K.NEGATIVE", True, *STILL, *TOGETHER]
     opts += ["INPUT.SIRST5K.ANGLES", [0, 180]]
     mapper = IRSTDDatasetMapper(_cfg(name, *opts), True)
     np.random.seed(4)
@@ -336,7 +361,7 @@ def _reference_loss(logits, targets, group_of, mode, s=1.0):
 @pytest.mark.parametrize("mode", ["none", "sum", "min"])
 def test_segmentor_negative_loss_on_mapped_groups(nudt, mode):
     name, records = nudt
-    opts = ["INPUT.SIRST5K.N2N_PROB", 0.5, "INPUT.SIRST5K.NEGATIVE", True]
+    opts = ["INPUT.SIRST5K.N2N_PROB", 0.5, "INPUT.SIRST5K.NEGATIVE", True, *TOGETHER]
     opts += [
         "INPUT.SIRST5K.PATCH_SIZE",
         9,
@@ -349,7 +374,8 @@ def test_segmentor_negative_loss_on_mapped_groups(nudt, mode):
     mapper = IRSTDDatasetMapper(_cfg(name, *opts), True)
     batch = [mapper(r) for r in records[:3]]
     cfg = ir_cfg(
-        "IRSTD/irstd_aff_unet-n2n-neg_W32_1500e_nudt_sirst.yaml", ["MODEL.IRSTD.NEG_LOSS", mode]
+        "IRSTD/irstd_aff_unet-n2n-neg_W32_bs256-1500e_nudt_sirst.yaml",
+        ["MODEL.IRSTD.NEG_LOSS", mode, "MODEL.IRSTD.DEEP_SUPERVISION", False],
     )
     cfg.merge_from_list(["MODEL.IRSTD.NET", "UNet", "MODEL.IRSTD.BASE_CHANNELS", 4])
     torch.manual_seed(0)

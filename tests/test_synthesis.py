@@ -417,7 +417,7 @@ def test_augmentation_closed_form_group_and_determinism():
     img, mask = _frame_with_target(16, 16, center=(8, 8))
     bank = NoiseBank([np.full((4, 4), 100, np.uint8)])
     aug = SIRST5KAugmentation(bank, n2n_prob=1.0, alpha=0.25, negative=True, patch_size=3)
-    assert aug.group_size == 4
+    assert aug.group_size is None  # per target (the paper's): 4 per target, here 1 target
     group = aug(img, mask, np.random.default_rng(0))
     assert len(group) == 4
     blended = np.vectorize(lambda i: _blend_fraction(100, i, 0.25))(img).astype(np.uint8)
@@ -455,9 +455,11 @@ def test_from_config_reads_the_keys():
             "INPUT.SIRST5K.PATCH_SIZE", 32,
             "INPUT.SIRST5K.ANGLES", [0, 180],
             "INPUT.SIRST5K.MODE", "code",
+            "INPUT.SIRST5K.PER_TARGET", False,
         ]
     )  # fmt: skip
     aug = SIRST5KAugmentation.from_config(cfg, [p for p, _ in pairs])
+    assert aug.per_target is False
     assert (aug.n2n_prob, aug.alpha, aug.negative, aug.patch_size) == (1.0, 0.3, True, 32)
     assert aug.angles == (0, 180) and aug.mode == "code" and aug.group_size == 2
     assert all(p.shape == (64, 64) for p in aug.noise_bank.patches)

@@ -10,7 +10,7 @@ from typing import List
 
 from detectron2.data import transforms as T
 
-from .transforms import IRBrightnessContrast, IRRandomScale
+from .transforms import IRBrightnessContrast, IRRandomGaussianBlur, IRRandomScale
 
 __all__ = ["build_ir_augmentation", "FLIPS"]
 
@@ -24,12 +24,13 @@ def build_ir_augmentation(cfg, is_train: bool, *, semantic: bool = False) -> Lis
 
     Instances (``semantic=False``): detectron2's ResizeShortestEdge (``INPUT.MIN_SIZE_*`` /
     ``MAX_SIZE_*``), and in training ``INPUT.CROP`` (detectron2's RandomCrop, first), brightness
-    and contrast (:class:`IRBrightnessContrast`) and the flip ``INPUT.IR.FLIP``.
+    and contrast (:class:`IRBrightnessContrast`), a Gaussian blur (``INPUT.IR.BLUR_PROB``) and the
+    flip ``INPUT.IR.FLIP``.
 
     Small targets (``semantic=True``): in training a random rescale ``INPUT.IR.SCALE``, brightness
-    and contrast, the flip, then a fixed ``INPUT.IR.CROP_SIZE`` crop, zero-padded where the frame is
-    smaller (detectron2's FixedSizeCrop; padding is background, value 0); at test time a square
-    resize to ``INPUT.IR.TEST_SIZE`` when it is > 0, else nothing.
+    and contrast, the blur, the flip, then a fixed ``INPUT.IR.CROP_SIZE`` crop, zero-padded where
+    the frame is smaller (detectron2's FixedSizeCrop; padding is background, value 0); at test
+    time a square resize to ``INPUT.IR.TEST_SIZE`` when it is > 0, else nothing.
     """
     ir = cfg.INPUT.IR
     augs: List[T.Augmentation] = []
@@ -59,6 +60,8 @@ def build_ir_augmentation(cfg, is_train: bool, *, semantic: bool = False) -> Lis
             raise ValueError(f"INPUT.IR.{key}=[{lo}, {hi}]: need 0 <= low <= high")
     if (tuple(ir.BRIGHTNESS), tuple(ir.CONTRAST)) != ((1.0, 1.0), (1.0, 1.0)):
         augs.append(IRBrightnessContrast(ir.BRIGHTNESS, ir.CONTRAST))
+    if ir.BLUR_PROB > 0:
+        augs.append(IRRandomGaussianBlur(ir.BLUR_PROB, *ir.BLUR_SIGMA))
     if ir.FLIP not in FLIPS:
         raise ValueError(f"INPUT.IR.FLIP={ir.FLIP!r} is not one of {', '.join(FLIPS)}")
     if ir.FLIP in ("horizontal", "both"):

@@ -97,12 +97,17 @@ class SIRST5KAugmentation:
     1. with probability ``n2n_prob``, Noise2Noise displacement with a patch drawn from the bank
        (:func:`n2n_displace`, eqs. 2-3, weight ``alpha``);
     2. when ``negative`` is on, negative augmentation (:func:`negative_augment`, eq. 4), returning
-       the group of ``len(angles)`` rotated variants of the (displaced) frame, which the
-       negative-sample loss treats as one group; otherwise the single pair.
+       the group of rotated variants of the (displaced) frame, which the negative-sample loss
+       treats as one group; otherwise the single pair. With ``per_target`` (the paper's form:
+       "4z samples for z targets") each variant rotates the patch of ONE target by one angle,
+       ``len(angles) * z`` variants, target-major (a frame without targets is its own group of
+       one); without it (ours, ir_d2 0.1) each variant rotates every target's patch by the same
+       angle, ``len(angles)`` variants.
 
     ``aug(image, mask, rng)`` takes an HxW or HxWx3 frame (uint8 in the mapper), an HxW {0, 1}
     mask and a ``np.random.Generator`` (or a seed, or None for fresh entropy), and returns a list of
-    ``(image, mask)`` pairs of ``group_size`` elements, new arrays of the inputs' dtypes.
+    ``(image, mask)`` pairs (``group_size`` of them; with ``per_target`` it depends on the
+    frame), new arrays of the inputs' dtypes.
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class SIRST5KAugmentation:
         patch_size: Optional[int] = None,
         angles: Sequence[int] = (0, 90, 180, 270),
         mode: str = "paper",
+        per_target: bool = True,
     ):
         if not 0.0 <= n2n_prob <= 1.0:
             raise ValueError(f"INPUT.SIRST5K.N2N_PROB must be in [0, 1], got {n2n_prob}")
@@ -133,6 +139,7 @@ class SIRST5KAugmentation:
         self.patch_size = patch_size
         self.angles = tuple(angles)
         self.mode = mode
+        self.per_target = bool(per_target)
 
     @classmethod
     def from_config(cls, cfg, frames: Iterable[Frame] = ()) -> "SIRST5KAugmentation":
@@ -161,12 +168,16 @@ class SIRST5KAugmentation:
             patch_size=c.PATCH_SIZE,
             angles=tuple(c.ANGLES),
             mode=c.MODE,
+            per_target=c.PER_TARGET,
         )
 
     @property
-    def group_size(self) -> int:
-        """Number of pairs one call returns: ``len(angles)`` with negatives, else 1."""
-        return len(self.angles) if self.negative else 1
+    def group_size(self):
+        """Number of pairs one call returns: 1 without negatives, ``len(angles)`` with them, None
+        with ``per_target`` (``len(angles)`` per target: it depends on the frame)."""
+        if not self.negative:
+            return 1
+        return None if self.per_target else len(self.angles)
 
     def __call__(
         self, image: np.ndarray, mask: np.ndarray, rng=None
@@ -183,12 +194,15 @@ class SIRST5KAugmentation:
             image = n2n_displace(image, noise, self.alpha)  # a new array
         if not self.negative:
             return [(image if apply_n2n else image.copy(), mask.copy())]
-        return negative_augment(image, mask, self.patch_size, self.angles, self.mode)
+        pairs = negative_augment(
+            image, mask, self.patch_size, self.angles, self.mode, per_target=self.per_target
+        )
+        return pairs or [(image if apply_n2n else image.copy(), mask.copy())]  # no target
 
     def __repr__(self) -> str:
         bank = len(self.noise_bank) if self.noise_bank is not None else None
         return (
             f"SIRST5KAugmentation(bank={bank} patches, n2n_prob={self.n2n_prob}, "
             f"alpha={self.alpha}, negative={self.negative}, patch_size={self.patch_size}, "
-            f"angles={self.angles}, mode={self.mode!r})"
+            f"angles={self.angles}, mode={self.mode!r}, per_target={self.per_target})"
         )

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from detectron2.data import transforms as T
 
-__all__ = ["IRRandomScale", "IRBrightnessContrast"]
+__all__ = ["IRRandomScale", "IRBrightnessContrast", "IRRandomGaussianBlur"]
 
 
 class IRRandomScale(T.Augmentation):
@@ -57,3 +57,34 @@ class IRBrightnessContrast(T.Augmentation):
             mean = np.float64(hist @ y.astype(np.float64) / image.size)
             y = np.clip((1 - c) * mean + c * y.astype(np.float32), 0, 255).astype(np.uint8)
         return T.ColorTransform(partial(_apply_lut, y))
+
+
+def _blur(sigma, image):
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
+
+
+class IRRandomGaussianBlur(T.Augmentation):
+    """
+    With probability ``prob``, blur the frame with a Gaussian of standard deviation drawn
+    uniformly from ``[min_sigma, max_sigma]`` (OpenCV, kernel size from sigma); masks unchanged.
+    The SIRST-5K authors' training pipeline (DNANet's) does this with Pillow's
+    ``GaussianBlur(radius=random())``, whose radius is the standard deviation: ``prob`` 0.5,
+    sigma in [0, 1].
+    """
+
+    def __init__(self, prob: float = 0.5, min_sigma: float = 0.0, max_sigma: float = 1.0):
+        super().__init__()
+        if not 0.0 <= prob <= 1.0 or not 0.0 <= min_sigma <= max_sigma:
+            raise ValueError(
+                f"INPUT.IR.BLUR_PROB={prob}, BLUR_SIGMA=[{min_sigma}, {max_sigma}]: need a "
+                "probability in [0, 1] and 0 <= low <= high"
+            )
+        self._init(locals())
+
+    def get_transform(self, image):
+        if np.random.rand() >= self.prob:
+            return T.NoOpTransform()
+        sigma = float(np.random.uniform(self.min_sigma, self.max_sigma))
+        if sigma < 0.05:  # a kernel of one pixel: nothing to do
+            return T.NoOpTransform()
+        return T.ColorTransform(partial(_blur, sigma))

@@ -2,6 +2,8 @@
 
 from .losses import (
     IOU_LOSS_TYPES,
+    LOVASZ_CLASSES,
+    LOVASZ_KINDS,
     ciou_loss,
     dice_loss,
     eiou_loss,
@@ -12,6 +14,7 @@ from .losses import (
     iou_box_loss,
     ir_mask_loss,
     lovasz_hinge_loss,
+    lovasz_softmax_loss,
     siou_loss,
 )
 from .neg_loss import NEG_LOSS_MODES, negative_sample_loss
@@ -20,6 +23,8 @@ from .soft_iou import soft_iou_loss
 
 __all__ = [
     "IOU_LOSS_TYPES",
+    "LOVASZ_CLASSES",
+    "LOVASZ_KINDS",
     "NEG_LOSS_MODES",
     "ciou_loss",
     "dice_loss",
@@ -32,6 +37,7 @@ __all__ = [
     "iou_box_loss",
     "ir_mask_loss",
     "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "negative_sample_loss",
     "siou_loss",
     "soft_iou_loss",

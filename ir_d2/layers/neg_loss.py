@@ -14,7 +14,7 @@ def negative_sample_loss(
 ) -> torch.Tensor:
     """
     Combine per-sample losses over groups of rotated variants of one frame (Lu et al. 2024,
-    SIRST-5K, sec. III-C): the negative augmentation (eq. 4) turns a frame into a group of
+    SIRST-5K, sec. III-D): the negative augmentation (eq. 4) turns a frame into a group of
     variants sharing one label, and the per-sample Soft-IoU losses (eq. 8) of a group become
 
     - ``"sum"``: their sum, ``L_neg = sum_k L_SoftIoU(f(I_k), Y)`` (eq. 9);

@@ -71,6 +71,7 @@ def _bnsa_block_fn(cfg):
         # everywhere else in a detectron2 config.
         norm=functools.partial(d2_get_norm, norm) if norm else "",
         residual=cfg.MODEL.BNSA.RESIDUAL,
+        layout=cfg.MODEL.BNSA.LAYOUT,
     )
 
 

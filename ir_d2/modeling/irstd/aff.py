@@ -4,7 +4,8 @@ Attention-feature-fusion (AFF) residual block and the AFF U-Net, pure torch.
 Paper: Lu et al., "SIRST-5K: Exploring Massive Negatives Synthesis with Self-supervised Learning
 for Robust Infrared Small Target Detection", TGRS 2024, sec. III-C: the feature nodes are residual
 blocks refined by channel attention (eq. 5) then spatial attention (eq. 6), as in CBAM
-(Woo et al., ECCV 2018) and DNANet's Res_CBAM block.
+(Woo et al., ECCV 2018) and DNANet's Res_CBAM block, and the features of four scales are fused
+before the head (eq. 7).
 """
 
 from functools import partial
@@ -13,9 +14,16 @@ import torch
 from torch import nn
 
 from .build import IRSTD_NET_REGISTRY
-from .unet import UNet
+from .unet import UNet, upsample_to
 
-__all__ = ["AFFBlock", "AFFUNet", "ChannelAttention", "SpatialAttention"]
+__all__ = [
+    "AFF_FUSIONS",
+    "AFFBlock",
+    "AFFUNet",
+    "ChannelAttention",
+    "SpatialAttention",
+    "global_fusion",
+]
 
 
 class ChannelAttention(nn.Module):
@@ -100,18 +108,65 @@ class AFFBlock(nn.Module):
         return torch.relu(y + self.shortcut(x))
 
 
+#: Levels whose outputs the global fusion reads besides the full-resolution one: eq. 7's
+#: F''/2, F''/4, F''/8 (decoder levels 1-3), and for "code" also the 1/16 bottleneck.
+AFF_FUSIONS = {"paper": (3, 2, 1), "code": (4, 3, 2, 1), "none": ()}
+
+
+def global_fusion(
+    features, full: torch.Tensor, projections: nn.ModuleList, fuse: nn.Module
+) -> torch.Tensor:
+    """
+    Eq. 7 of Lu et al. 2024: ``F_global = {F'', F''/2, F''/4, F''/8}``, the attention-refined
+    features of the four scales, fused into one full-resolution map before the head. Each coarser
+    feature (``features``, deep to shallow) is projected to the full-resolution width by its 1x1
+    convolution (``projections``), bilinearly up-sampled to ``full``'s size, concatenated with
+    ``full`` (coarse first, as the authors' code) and fused by ``fuse`` (an AFF node). The paper
+    gives the set, not the operator; the authors' code (``model.py``, ``conv0_4_final``) does it
+    this way, DNANet-style, on five scales (the 1/16 bottleneck too: ``AFF_FUSION`` "code").
+    """
+    parts = [upsample_to(p(f), full) for p, f in zip(projections, features)]
+    return fuse(torch.cat([*parts, full], dim=1))
+
+
 @IRSTD_NET_REGISTRY.register()
 class AFFUNet(UNet):
     """
     The U-Net (:class:`UNet`) whose every feature node is an :class:`AFFBlock` (Lu et al. 2024,
-    sec. III-C). Arguments as :class:`UNet` (but ``node``, which is the AFFBlock), plus the
-    keyword-only ``reduction`` of the channel-attention MLP (``MODEL.IRSTD.AFF_REDUCTION``).
+    sec. III-C), and whose head reads the global fusion of eq. 7 (:func:`global_fusion`) of the
+    decoder's four scales. Arguments as :class:`UNet` (but ``node``, which is the AFFBlock), plus
+    the keyword-only ``reduction`` of the channel-attention MLP (``MODEL.IRSTD.AFF_REDUCTION``)
+    and ``fusion`` (``MODEL.IRSTD.AFF_FUSION``): "paper" (eq. 7, four scales), "code" (the
+    authors' five, with the bottleneck) or "none" (the head reads the last decoder node).
     """
 
-    def __init__(self, *args, reduction: int = 16, **kwargs):
+    def __init__(self, *args, reduction: int = 16, fusion: str = "paper", **kwargs):
         super().__init__(*args, node=partial(AFFBlock, reduction=reduction), **kwargs)
+        if fusion not in AFF_FUSIONS:
+            raise ValueError(
+                f"MODEL.IRSTD.AFF_FUSION must be one of {sorted(AFF_FUSIONS)}, got {fusion!r}"
+            )
         self.reduction = reduction
+        self.fusion = fusion
+        levels = AFF_FUSIONS[fusion]
+        c = self.channels
+        if levels:
+            self.fusion_levels = levels
+            self.fusion_proj = nn.ModuleList([nn.Conv2d(c[i], c[0], 1) for i in levels])
+            self.fusion_node = AFFBlock(c[0] * (len(levels) + 1), c[0], reduction)
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        return {**super().from_config(cfg), "reduction": cfg.MODEL.IRSTD.AFF_REDUCTION}
+        return {
+            **super().from_config(cfg),
+            "reduction": cfg.MODEL.IRSTD.AFF_REDUCTION,
+            "fusion": cfg.MODEL.IRSTD.AFF_FUSION,
+        }
+
+    def fuse(self, decoded, bottleneck):
+        if self.fusion == "none":
+            return decoded[-1]
+        # decoded holds dec3 (1/8), dec2, dec1, dec0 (full): level i is decoded[3 - i]
+        by_level = {4: bottleneck, **{3 - k: d for k, d in enumerate(decoded)}}
+        features = [by_level[i] for i in self.fusion_levels]
+        return global_fusion(features, decoded[-1], self.fusion_proj, self.fusion_node)

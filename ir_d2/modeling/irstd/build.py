@@ -27,6 +27,13 @@ def build_irstd_net(cfg):
         raise ValueError(f"MODEL.IRSTD.NET = {name!r} is not a registered net; known: {known}.")
     net_cls = IRSTD_NET_REGISTRY.get(name)
     net = net_cls(**net_cls.from_config(cfg))
+    if cfg.MODEL.IRSTD.INIT != "default":
+        if not hasattr(net, "init_weights"):
+            raise ValueError(
+                f"MODEL.IRSTD.INIT = {cfg.MODEL.IRSTD.INIT!r}, but net {name!r} has no "
+                "init_weights(); set MODEL.IRSTD.INIT to 'default'."
+            )
+        net.init_weights(cfg.MODEL.IRSTD.INIT)
     prior = cfg.MODEL.IRSTD.PRIOR_PROB
     if prior > 0:
         if not hasattr(net, "set_output_prior"):

@@ -2,7 +2,7 @@
 Semantic Gap Elimination Module (SGEM) and the SGEM U-Net, pure torch.
 
 Paper: Deng & Yang, "High-Precision and Fast Inference for Infrared Small Target Detection through
-Semantic Gap Reduction", ACSS 2025, sec. 3 (eqs. 1-3) and fig. 2-3: the U-Net's encoder-3 ->
+Semantic Gap Reduction", ACSS 2025, sec. 3 (eqs. 1-3) and fig. 1: the U-Net's encoder-3 ->
 decoder-2 skip is replaced by a cross-attention between encoder-3 (E3) and decoder-1 (D1).
 """
 
@@ -44,7 +44,7 @@ def sgem_attention(q: torch.Tensor, k: torch.Tensor, mix: nn.Module) -> torch.Te
 
 class SGEM(nn.Module):
     """
-    Semantic Gap Elimination Module (Deng & Yang 2025, fig. 3).
+    Semantic Gap Elimination Module (Deng & Yang 2025, eqs. 1-3, fig. 1).
 
     Shapes, for E3 of (N, Ce, H, W) (1/4 resolution) and D1 of (N, Cd, H', W') (1/8 resolution):
 
@@ -59,11 +59,12 @@ class SGEM(nn.Module):
     5. residual: ``out = E3 + restored``, (N, Ce, H, W), which feeds decoder level 2 (D2) in place
        of E3.
 
-    The BatchNorm of step 4 starts with zero weight, so at initialisation SGEM is the identity and
-    the SGEM U-Net computes the plain U-Net (our choice, as for zero-initialised residual blocks).
+    With ``zero_init`` (ours, ``MODEL.IRSTD.SGEM_ZERO_INIT``; off in the paper row) the BatchNorm
+    of step 4 starts with zero weight, so at initialisation SGEM is the identity and the SGEM
+    U-Net computes the plain U-Net.
     """
 
-    def __init__(self, enc_channels: int, dec_channels: int):
+    def __init__(self, enc_channels: int, dec_channels: int, zero_init: bool = False):
         super().__init__()
         self.enc_channels = enc_channels
         self.dec_channels = dec_channels
@@ -74,7 +75,8 @@ class SGEM(nn.Module):
             nn.Conv2d(enc_channels, enc_channels, 3, padding=1, groups=enc_channels, bias=False),
             nn.BatchNorm2d(enc_channels),
         )
-        nn.init.zeros_(self.restore[1].weight)
+        if zero_init:
+            nn.init.zeros_(self.restore[1].weight)
 
     def forward(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
         if enc.shape[1] != self.enc_channels or dec.shape[1] != self.dec_channels:
@@ -97,15 +99,22 @@ class SGEM(nn.Module):
 class SGEMUNet(UNet):
     """
     The U-Net (:class:`UNet`) whose encoder-3 -> decoder-2 skip is an :class:`SGEM` between E3
-    (``enc2``, 1/4 resolution) and D1 (``dec3``, 1/8 resolution) (Deng & Yang 2025, fig. 2).
+    (``enc2``, 1/4 resolution) and D1 (``dec3``, 1/8 resolution) (Deng & Yang 2025, fig. 1).
 
     The paper widens the first stage (8.69 M parameters, 15.92 GFLOPs at 256x256); set the widths
-    with ``channels`` (``MODEL.IRSTD.CHANNELS``). Arguments as :class:`UNet`, ``node`` included.
+    with ``channels`` (``MODEL.IRSTD.CHANNELS``). Arguments as :class:`UNet`, ``node`` included,
+    plus the keyword-only ``zero_init`` of :class:`SGEM` (``MODEL.IRSTD.SGEM_ZERO_INIT``).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, zero_init: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.sgem = SGEM(self.channels[SGEM_LEVEL], self.channels[SGEM_LEVEL + 1])
+        self.sgem = SGEM(
+            self.channels[SGEM_LEVEL], self.channels[SGEM_LEVEL + 1], zero_init=zero_init
+        )
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        return {**super().from_config(cfg), "zero_init": cfg.MODEL.IRSTD.SGEM_ZERO_INIT}
 
     def skip(self, level: int, enc: torch.Tensor, deeper: torch.Tensor) -> torch.Tensor:
         if level == SGEM_LEVEL:

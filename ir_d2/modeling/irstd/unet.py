@@ -125,10 +125,11 @@ class UNet(nn.Module):
         Start every output head at the foreground probability ``prior_prob``: bias
         ``-log((1 - p) / p)``, as RetinaNet's classifier prior (Lin et al. 2017, sec. 4.1).
 
-        Our choice (``MODEL.IRSTD.PRIOR_PROB``): neither SGEM nor SIRST-5K says how the last layer
-        is initialised. With torch's default (p ~ 0.5 everywhere) the Soft-IoU union starts at half
-        the frame, so the gradient on the few target pixels is tiny and training idles for
-        hundreds of iterations; a small prior puts the union near the targets from the start.
+        Ours, not the papers' (``MODEL.IRSTD.PRIOR_PROB``, off in the paper-row configs): SGEM
+        does not say how it initialises, SIRST-5K uses Xavier (:meth:`init_weights`), and neither
+        sets an output bias. With p ~ 0.5 everywhere at the start, the Soft-IoU union is half the
+        frame, so the gradient on the few target pixels is tiny and training idles for hundreds of
+        iterations; a small prior puts the union near the targets from the start.
         """
         if not 0.0 < prior_prob < 1.0:
             raise ValueError(f"MODEL.IRSTD.PRIOR_PROB must be in (0, 1), got {prior_prob}")
@@ -143,6 +144,29 @@ class UNet(nn.Module):
         ``deeper`` feature (the decoder output one level deeper, or the bottleneck for level 3).
         """
         return enc
+
+    def fuse(self, decoded: List[torch.Tensor], bottleneck: torch.Tensor) -> torch.Tensor:
+        """
+        The feature the head reads, from the decoder outputs ``decoded`` (deep to shallow:
+        ``dec3`` at 1/8 ... ``dec0`` at full resolution) and the ``bottleneck`` (``enc4``): the
+        last decoder output here; AFFUNet fuses all the scales (SIRST-5K eq. 7).
+        """
+        return decoded[-1]
+
+    def init_weights(self, init: str) -> None:
+        """
+        ``init`` ("default" or "xavier", ``MODEL.IRSTD.INIT``): "xavier" draws every convolution
+        weight from Xavier's normal distribution, as SIRST-5K's authors do
+        (``weights_init_xavier``: ``xavier_normal_`` on each Conv2d, biases and norms kept).
+        "default" keeps torch's initialisation.
+        """
+        if init == "default":
+            return
+        if init != "xavier":
+            raise ValueError(f"MODEL.IRSTD.INIT must be 'default' or 'xavier', got {init!r}")
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_normal_(m.weight)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -161,7 +185,7 @@ class UNet(nn.Module):
             skip = self.skip(i, feats[i], deeper)
             deeper = self.decoder[i](torch.cat([upsample_to(deeper, skip), skip], dim=1))
             decoded.append(deeper)
-        out = self.head(decoded[-1])
+        out = self.head(self.fuse(decoded, feats[-1]))
         if not self.deep_supervision:
             return out
         aux = [upsample_to(h(d), x) for h, d in zip(self.aux_heads, decoded[:-1])]

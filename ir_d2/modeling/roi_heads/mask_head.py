@@ -16,7 +16,7 @@ from detectron2.modeling.roi_heads.mask_head import (
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from ir_d2.layers.losses import ir_mask_loss
+from ir_d2.layers.losses import _check_lovasz, ir_mask_loss
 
 __all__ = ["IRMaskRCNNConvUpsampleHead", "ir_mask_rcnn_loss"]
 
@@ -83,6 +83,8 @@ def ir_mask_rcnn_loss(
     dice_weight: float = 1.0,
     lovasz_weight: float = 0.1,
     dice_smooth: float = 1.0,
+    lovasz: str = "softmax",
+    lovasz_classes: str = "present",
     vis_period: int = 0,
 ) -> torch.Tensor:
     """
@@ -107,6 +109,8 @@ def ir_mask_rcnn_loss(
         dice_weight=dice_weight,
         lovasz_weight=lovasz_weight,
         dice_smooth=dice_smooth,
+        lovasz=lovasz,
+        lovasz_classes=lovasz_classes,
     )
     for name, value in parts.items():
         storage.put_scalar(f"mask_rcnn/loss_mask_{name}", value)
@@ -118,8 +122,9 @@ class IRMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
     """
     detectron2's ``MaskRCNNConvUpsampleHead`` (same layers and parameter names, so COCO
     checkpoints load) trained with :func:`ir_mask_rcnn_loss`, weighted by
-    ``MODEL.ROI_MASK_HEAD.BCE_WEIGHT``, ``DICE_WEIGHT``, ``LOVASZ_WEIGHT`` (paper: 1, 1, 0.1) and
-    ``DICE_SMOOTH``. Inference is unchanged.
+    ``MODEL.ROI_MASK_HEAD.BCE_WEIGHT``, ``DICE_WEIGHT``, ``LOVASZ_WEIGHT`` (paper: 1, 1, 0.1), with
+    ``DICE_SMOOTH``, ``LOVASZ`` ("softmax", the paper's eqs. 15-17, or "hinge") and
+    ``LOVASZ_CLASSES``. Inference is unchanged.
     """
 
     @configurable
@@ -131,9 +136,12 @@ class IRMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
         dice_weight: float = 1.0,
         lovasz_weight: float = 0.1,
         dice_smooth: float = 1.0,
+        lovasz: str = "softmax",
+        lovasz_classes: str = "present",
         **kwargs,
     ):
         super().__init__(input_shape, **kwargs)
+        _check_lovasz(lovasz, lovasz_classes)
         weights = {
             "BCE_WEIGHT": bce_weight,
             "DICE_WEIGHT": dice_weight,
@@ -148,6 +156,8 @@ class IRMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
         self.dice_weight = float(dice_weight)
         self.lovasz_weight = float(lovasz_weight)
         self.dice_smooth = float(dice_smooth)
+        self.lovasz = lovasz
+        self.lovasz_classes = lovasz_classes
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -157,6 +167,8 @@ class IRMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
             dice_weight=cfg.MODEL.ROI_MASK_HEAD.DICE_WEIGHT,
             lovasz_weight=cfg.MODEL.ROI_MASK_HEAD.LOVASZ_WEIGHT,
             dice_smooth=cfg.MODEL.ROI_MASK_HEAD.DICE_SMOOTH,
+            lovasz=cfg.MODEL.ROI_MASK_HEAD.LOVASZ,
+            lovasz_classes=cfg.MODEL.ROI_MASK_HEAD.LOVASZ_CLASSES,
         )
         return ret
 
@@ -170,6 +182,8 @@ class IRMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
                 dice_weight=self.dice_weight,
                 lovasz_weight=self.lovasz_weight,
                 dice_smooth=self.dice_smooth,
+                lovasz=self.lovasz,
+                lovasz_classes=self.lovasz_classes,
                 vis_period=self.vis_period,
             )
             return {"loss_mask": loss * self.loss_weight}
