@@ -1,5 +1,8 @@
 """Helpers shared by the benchmark scripts (no timing asserts: they print figures)."""
 
+import json
+import os
+import time
 from pathlib import Path
 
 import torch
@@ -27,3 +30,87 @@ def ir_cfg(config_file, opts=()):
 def n_params(module):
     """Parameters of ``module`` in millions."""
     return count_parameters(module) / 1e6
+
+
+def use_datasets(root=None) -> str:
+    """Point ``IR_D2_DATASETS`` at ``root`` (else keep the environment's, else the project's
+    shared data when it is there) and return the folder."""
+    if root:
+        os.environ["IR_D2_DATASETS"] = str(root)
+    elif not os.environ.get("IR_D2_DATASETS") and SHARED_DATA.is_dir():
+        os.environ["IR_D2_DATASETS"] = str(SHARED_DATA)
+    return os.environ.get("IR_D2_DATASETS", "datasets")
+
+
+def first_frames(dataset: str, n: int) -> str:
+    """The name of a set of the first ``n`` frames of ``dataset`` (``dataset`` itself for n <= 0),
+    registered on first use."""
+    from detectron2.data import DatasetCatalog
+
+    from ir_d2.data import register_subset
+
+    if n <= 0:
+        return dataset
+    name = f"{dataset}_first{n}"
+    if name not in DatasetCatalog:
+        register_subset(name, dataset, n)
+    return name
+
+
+def train_for(trainer, seconds: float):
+    """
+    Run ``trainer`` (a detectron2 ``TrainerBase`` set up with ``resume_or_load``) as its own
+    ``train()`` does, hooks and all, but stop after the step that spends the wall-clock budget.
+    Returns (iterations done, seconds spent).
+    """
+    from detectron2.utils.events import EventStorage
+
+    start = time.perf_counter()
+    trainer.iter = trainer.start_iter
+    with EventStorage(trainer.start_iter) as trainer.storage:
+        trainer.before_train()
+        for iteration in range(trainer.start_iter, trainer.max_iter):
+            trainer.iter = iteration
+            trainer.before_step()
+            trainer.run_step()
+            trainer.after_step()
+            if time.perf_counter() - start > seconds:
+                break
+        trainer.iter += 1
+        trainer.after_train()
+    return trainer.iter - trainer.start_iter, time.perf_counter() - start
+
+
+def write_report(folder, stem: str, tool: str, record: dict, markdown: str) -> None:
+    """
+    ``<folder>/<stem>.json`` (``record`` plus ``"tool"``) and ``<folder>/<stem>.md``, each written
+    atomically. A report of that name not written by ``tool`` is never replaced (ValueError).
+    """
+    from ir_d2.utils.fileio import atomic_write
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_file, md_file = folder / f"{stem}.json", folder / f"{stem}.md"
+    for path in (json_file, md_file):
+        if path.exists() and not _written_by(json_file, tool):
+            raise ValueError(
+                f"{path} exists and was not written by {tool}: choose another --output"
+            )
+    with atomic_write(json_file) as f:
+        json.dump({"tool": tool, **record}, f, indent=2)
+    with atomic_write(md_file) as f:
+        f.write(markdown)
+
+
+def _written_by(json_file: Path, tool: str) -> bool:
+    try:
+        return json.loads(json_file.read_text()).get("tool") == tool
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def markdown_table(header, rows) -> str:
+    """A Markdown table of ``rows`` (sequences, formatted with str) under ``header``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -1,51 +1,78 @@
 """
-A real learning check (minutes on a CPU; not a test): train the small-target U-Net on the real
-``sirst_train`` frames for a fixed wall-clock budget, then score it on ``sirst_test`` beside a
-classical white top-hat detector, both scored by the same metrics (IRSTDMetrics: IoU, nIoU, Pd,
-Fa, F1; the net through IRSTDEvaluator). The goal: the net beats top-hat on IoU.
+Equal-budget learning study (minutes on a CPU; not a test): each config is trained for the same
+wall-clock budget, then scored on its test split at the original frame size by IRSTDEvaluator
+(IoU, nIoU, Pd, Fa, F1), beside a white top-hat detector whose kernel and threshold (mean + k *
+std of the response) are tuned for the best IoU on the training frames. Any config works: the
+small-target nets, and detectors, whose instances are scored as the union of their masks above
+``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` (boxes' centres for box-only models).
 
-    IR_D2_DATASETS=../shared/data python3 benchmarks/bench_learning.py --minutes 20
+    # the study of the README: four small-target nets and the BNSA Mask R-CNN on NUDT-SIRST
+    IR_D2_DATASETS=datasets python3 benchmarks/bench_learning.py --minutes 15
+    # any configs, the same budget each
+    python3 benchmarks/bench_learning.py --minutes 20 \
+        --config-file IRSTD/irstd_unet_W32_1500e_sirst.yaml --config-file my.yaml
 
-The top-hat baseline gets its best chance: its kernel and threshold (mean + k * std of the top-hat
-response) are chosen for the highest IoU on the training frames.
+``--recipe small`` (the default) puts every config on one small-budget recipe, so the budget,
+not the papers' 1500-epoch schedules, decides: small-target nets at base width 16, 128x128 crops,
+batch 8, Adam lr 2e-3 without decay, output prior 0.01 (the method's own keys stay: SGEM, AFF
+blocks and fusion, Xavier init, deep supervision, SIRST-5K's synthesis and L_Neg, augmentations);
+detectors at batch 4, SGD lr 0.01 after a 50-iteration warm-up, no decay. ``--recipe none``
+trains each config as it is. Writes ``<output>/bench_learning.{json,md}``.
 """
 
 import argparse
-import os
 import time
 
 import cv2
 import numpy as np
 import torch
-from _common import CONFIGS, SHARED_DATA
+from _common import (
+    CONFIGS,
+    first_frames,
+    markdown_table,
+    train_for,
+    use_datasets,
+    write_report,
+)
 from detectron2.data import DatasetCatalog
-from detectron2.engine import HookBase
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401
 from ir_d2.data import IRSTDDatasetMapper
-from ir_d2.engine.defaults import setup_cfg
+from ir_d2.engine.defaults import resolve_config_file, setup_cfg
 from ir_d2.engine.trainer import IRTrainer
 from ir_d2.evaluation import IRSTDMetrics, build_irstd_evaluator
 
-
-class _BudgetSpent(Exception):
-    pass
-
-
-class _StopAfter(HookBase):
-    """Stops training once the wall-clock budget is spent."""
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-
-    def before_train(self):
-        self.start = time.perf_counter()
-
-    def after_step(self):
-        if time.perf_counter() - self.start > self.seconds:
-            raise _BudgetSpent()
+TOOL = "benchmarks/bench_learning.py"
+STUDY = [
+    ("U-Net", "IRSTD/irstd_unet_W32_1500e_nudt_sirst.yaml"),
+    ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"),
+    ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_bs256-1500e_nudt_sirst.yaml"),
+    (
+        "AFF U-Net + N2N + neg + L_Neg",
+        "IRSTD/irstd_aff_unet-n2n-neg_W32_bs256-1500e_nudt_sirst.yaml",
+    ),
+    (
+        "BNSA Mask R-CNN (final model)",
+        "IR-InstanceSegmentation/"
+        "mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN_scratch-gn_100e_nudt_sirst.yaml",
+    ),
+]
+SMALL_IRSTD = [
+    "MODEL.IRSTD.BASE_CHANNELS", 16, "MODEL.IRSTD.CHANNELS", [], "MODEL.IRSTD.PRIOR_PROB", 0.01,
+    "INPUT.IR.CROP_SIZE", [128, 128], "SOLVER.IMS_PER_BATCH", 8, "SOLVER.OPTIMIZER", "Adam",
+    "SOLVER.BASE_LR", 2e-3, "SOLVER.WEIGHT_DECAY", 0.0,
+    "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", [], "SOLVER.WARMUP_ITERS", 0,
+]  # fmt: skip
+SMALL_DETECTOR = [
+    "SOLVER.IMS_PER_BATCH", 4, "SOLVER.OPTIMIZER", "SGD", "SOLVER.BASE_LR", 0.01,
+    "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", [], "SOLVER.WARMUP_ITERS", 50,
+]  # fmt: skip
+RUN = [
+    "SOLVER.MAX_ITER", 10**8, "SOLVER.CHECKPOINT_PERIOD", 10**8, "TEST.EVAL_PERIOD", 0,
+    "DATALOADER.NUM_WORKERS", 1, "SEED", 0, "MODEL.WEIGHTS", "",
+]  # fmt: skip
 
 
 def tophat_map(gray: np.ndarray, kernel: int) -> np.ndarray:
@@ -59,9 +86,9 @@ def tophat_predict(gray, kernel, k):
     return r > r.mean() + k * r.std()
 
 
-def _frames(cfg, name):
-    """(gray, bool mask) of every frame of ``name`` at its original size, read by the same test
-    mapper the net is evaluated with (so masks are binarised and resized as for the net)."""
+def irstd_frames(cfg, name):
+    """(gray, bool mask) of every frame of ``name`` at its original size, read by the small-target
+    test mapper (so masks are binarised as for the nets)."""
     mapper = IRSTDDatasetMapper(cfg, is_train=False)
     out = []
     for d in DatasetCatalog.get(name):
@@ -78,89 +105,113 @@ def score_tophat(frames, kernel, k):
     return m.compute()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument(
-        "--config-file", default=str(CONFIGS / "IRSTD" / "irstd_unet_W32_1500e_sirst.yaml")
-    )
-    parser.add_argument("--base-channels", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--crop", type=int, default=128, help="square training crop")
-    parser.add_argument("--output", default="output/bench_learning")
-    args = parser.parse_args()
-    os.environ.setdefault("IR_D2_DATASETS", str(SHARED_DATA))
-    setup_logger(name="ir_d2")
-    setup_logger()
-    torch.manual_seed(0)
-
-    cfg = setup_cfg(
-        args.config_file,
-        [
-            "MODEL.DEVICE",
-            "cuda" if torch.cuda.is_available() else "cpu",
-            "MODEL.IRSTD.BASE_CHANNELS",
-            args.base_channels,
-            "MODEL.IRSTD.CHANNELS",
-            [],
-            "SOLVER.IMS_PER_BATCH",
-            args.batch,
-            "SOLVER.BASE_LR",
-            args.lr,
-            "SOLVER.MAX_ITER",
-            100000,
-            "SOLVER.CHECKPOINT_PERIOD",
-            100000,
-            "TEST.EVAL_PERIOD",
-            0,
-            "DATALOADER.NUM_WORKERS",
-            1,
-            "OUTPUT_DIR",
-            args.output,
-            "SEED",
-            0,
-        ],
-    )
-    trainer = IRTrainer(cfg)
-    trainer.register_hooks([_StopAfter(args.minutes * 60)])
-    trainer.resume_or_load(resume=False)
-    t0 = time.perf_counter()
-    try:
-        trainer.train()
-    except _BudgetSpent:
-        pass
-    train_seconds = time.perf_counter() - t0
-    iters = trainer.iter + 1
-    trainer.model.eval()
-
-    test_name = cfg.DATASETS.TEST[0]
-    evaluator = build_irstd_evaluator(cfg, test_name)
-    net = inference_on_dataset(
-        trainer.model, IRTrainer.build_test_loader(cfg, test_name), evaluator
-    )["irstd"]
-
-    train_frames, test_frames = _frames(cfg, cfg.DATASETS.TRAIN[0]), _frames(cfg, test_name)
+def tuned_tophat(train_name, test_name):
+    """The top-hat row: kernel and k tuned for IoU on ``train_name``, scored on ``test_name``."""
+    cfg = setup_cfg(str(CONFIGS / "IRSTD/Base-IRSTD.yaml"), ["MODEL.DEVICE", "cpu"])
+    train, test = irstd_frames(cfg, train_name), irstd_frames(cfg, test_name)
     best = max(
         ((kernel, k) for kernel in (5, 9, 13, 17) for k in (2, 3, 4, 6, 8, 12, 16, 24)),
-        key=lambda p: score_tophat(train_frames, *p)["IoU"],
+        key=lambda p: score_tophat(train, *p)["IoU"],
     )
-    tophat = score_tophat(test_frames, *best)
+    return {
+        "name": f"top-hat ({best[0]}x{best[0]} ellipse, k = {best[1]})",
+        **score_tophat(test, *best),
+    }
 
-    print(
-        f"budget: {args.minutes:.1f} min on {cfg.MODEL.DEVICE} "
-        f"({torch.get_num_threads()} threads), "
-        f"{iters} iterations of batch {args.batch} ({train_seconds / 60:.1f} min), "
-        f"U-Net base {args.base_channels}, {args.crop}x{args.crop} crops, Adam lr {args.lr}"
+
+def is_detector(cfg) -> bool:
+    return cfg.MODEL.META_ARCHITECTURE != "IRSTDSegmentor"
+
+
+def train_and_score(name, config_file, args, device):
+    """One row: ``config_file`` trained for the budget, then scored by IRSTDEvaluator."""
+    probe = setup_cfg(config_file, ["MODEL.DEVICE", device])
+    recipe = []
+    if args.recipe == "small":
+        recipe = SMALL_DETECTOR if is_detector(probe) else SMALL_IRSTD
+    out = f"{args.output}/{config_file.rsplit('/', 1)[-1][:-5]}"
+    cfg = setup_cfg(
+        config_file, ["MODEL.DEVICE", device, *recipe, *RUN, "OUTPUT_DIR", out, *args.opts]
     )
-    print(f"test set: {test_name} ({len(test_frames)} frames)")
-    print(f"{'method':<28} {'IoU':>7} {'nIoU':>7} {'Pd':>7} {'Fa(1e-6)':>9} {'F1':>7}")
-    for name, r in ((f"top-hat (kernel {best[0]}, k={best[1]})", tophat), ("U-Net (ir_d2)", net)):
+    torch.manual_seed(0)
+    trainer = IRTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    iterations, seconds = train_for(trainer, args.minutes * 60)
+    trainer.model.eval()
+    test = first_frames(cfg.DATASETS.TEST[0], args.eval_frames)
+    t0 = time.perf_counter()
+    metrics = inference_on_dataset(
+        trainer.model, IRTrainer.build_test_loader(cfg, test), build_irstd_evaluator(cfg, test)
+    )["irstd"]
+    return {
+        "name": name,
+        "config": config_file,
+        "train": cfg.DATASETS.TRAIN[0],
+        "test": test,
+        "iterations": iterations,
+        "batch": cfg.SOLVER.IMS_PER_BATCH,
+        "train_minutes": round(seconds / 60, 2),
+        "eval_seconds": round(time.perf_counter() - t0, 1),
+        **{k: metrics[k] for k in ("IoU", "nIoU", "Pd", "Fa", "F1")},
+    }
+
+
+def markdown(report) -> str:
+    header = ["method", "iterations (batch)", "IoU", "nIoU", "Pd", "Fa (1e-6)", "F1"]
+    rows = []
+    for r in report["tophat"] + report["rows"]:
+        its = f"{r['iterations']} ({r['batch']})" if "iterations" in r else "— (tuned on train)"
+        rows.append([r["name"], its, *(f"{r[k]:.2f}" for k in ("IoU", "nIoU", "Pd", "Fa", "F1"))])
+    return (
+        f"Budget {report['minutes']} min of training each on {report['device']} "
+        f"({report['threads']} threads), recipe {report['recipe']!r}, test "
+        f"{', '.join(sorted({r['test'] for r in report['rows']}))}\n\n"
+        + markdown_table(header, rows)
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", action="append", default=[], help="repeatable")
+    parser.add_argument("--minutes", type=float, default=15.0, help="training budget per config")
+    parser.add_argument("--recipe", choices=["small", "none"], default="small")
+    parser.add_argument("--eval-frames", type=int, default=0, help="first N test frames (0: all)")
+    parser.add_argument("--datasets", default=None, help="folder of the datasets")
+    parser.add_argument("--output", default="output/bench_learning")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for every config")
+    args = parser.parse_args(argv)
+    use_datasets(args.datasets)
+    setup_logger(name="ir_d2")
+    setup_logger()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    configs = [(c, c) for c in args.config_file] or STUDY
+    rows = []
+    for name, config in configs:
+        rows.append(train_and_score(name, resolve_config_file(config), args, device))
         print(
-            f"{name:<28} {r['IoU']:>7.2f} {r['nIoU']:>7.2f} {r['Pd']:>7.2f} {r['Fa']:>9.2f} "
-            f"{r['F1']:>7.2f}"
+            markdown_table(
+                ["method", "iterations", "IoU"],
+                [[name, rows[-1]["iterations"], round(rows[-1]["IoU"], 2)]],
+            )
         )
-    print(f"IoU ratio U-Net / top-hat: {net['IoU'] / max(tophat['IoU'], 1e-9):.2f} (goal > 1)")
+    tophat = []
+    # an instance set's frames are its small-target set's ("<name>_instances")
+    for train, test in sorted({(r["train"].replace("_instances", ""), r["test"]) for r in rows}):
+        tophat.append({**tuned_tophat(train, test), "test": test})
+    report = {
+        "minutes": args.minutes,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "recipe": args.recipe,
+        "rows": rows,
+        "tophat": tophat,
+    }
+    text = markdown(report)
+    write_report(args.output, "bench_learning", TOOL, report, text)
+    print(text)
+    return report
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def _add_bnsa_config(cfg):
     cfg.MODEL.BNSA = CN()
     # ResNet outputs that pass through their own BNSA block before the FPN (any of res2..res5).
     cfg.MODEL.BNSA.STAGES = ["res3", "res4"]
-    # Norm inside the BNSA block: "BN", "GN", "SyncBN", "FrozenBN" or "" (none).
+    # Norm inside the BNSA block: "BN", "GN", "SyncBN" (CUDA), "naiveSyncBN", "FrozenBN" or "".
     cfg.MODEL.BNSA.NORM = "BN"
     # Width of the squeeze-and-attention part relative to the stage width (paper: C -> C/4).
     cfg.MODEL.BNSA.BOTTLENECK_RATIO = 0.25
@@ -149,6 +149,9 @@ def _add_irstd_config(cfg):
     # Widths of the 5 U-Net levels (full resolution first), overriding BASE_CHANNELS; [] derives
     # them as BASE_CHANNELS * (1, 2, 4, 8, 16). SGEM widens the first stage this way.
     cfg.MODEL.IRSTD.CHANNELS = []
+    # Norm of every conv of the nets: "BN" (the papers'), "GN", "SyncBN" (torch's, CUDA),
+    # "naiveSyncBN" (detectron2's all-reduce, also across CPU processes), "FrozenBN" or "".
+    cfg.MODEL.IRSTD.NORM = "BN"
     # Channels of the net's input image (3: gray replicated to BGR).
     cfg.MODEL.IRSTD.IN_CHANNELS = 3
     # Smoothing constant s of the Soft-IoU loss (SGEM eq. 4, SIRST-5K eq. 8).
@@ -213,7 +216,8 @@ def _add_solver_config(cfg):
 def _add_test_config(cfg):
     """Small-target evaluation (BasicIRSTD definitions)."""
     cfg.TEST.IRSTD = CN()
-    # Probability threshold of the IoU, nIoU, Pd, Fa and F1 metrics.
+    # Probability threshold of the IoU, nIoU, Pd, Fa and F1 metrics (a detector scored by the
+    # IRSTD metrics uses its MODEL.ROI_HEADS.SCORE_THRESH_TEST instead).
     cfg.TEST.IRSTD.THRESHOLD = 0.5
     # A predicted target matches a GT target when their centroids are closer than this (pixels).
     cfg.TEST.IRSTD.DISTANCE = 3.0

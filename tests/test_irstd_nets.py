@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from conftest import ir_cfg
 
 import ir_d2  # noqa: F401  (registration)
-from ir_d2.modeling import IRSTD_NET_REGISTRY, AFFUNet, SGEMUNet, UNet, build_irstd_net
+from ir_d2.modeling import IRSTD_NET_REGISTRY, AFFUNet, NestedUNet, SGEMUNet, UNet, build_irstd_net
 from ir_d2.modeling.irstd import SGEM, ChannelAttention, SpatialAttention
 from ir_d2.modeling.irstd.aff import AFFBlock
 from ir_d2.modeling.irstd.sgem import sgem_attention
 
-NETS = {"UNet": UNet, "SGEMUNet": SGEMUNet, "AFFUNet": AFFUNet}
+NETS = {"UNet": UNet, "SGEMUNet": SGEMUNet, "AFFUNet": AFFUNet, "NestedUNet": NestedUNet}
 
 
 def test_registry_names():
@@ -40,7 +40,8 @@ def test_deep_supervision_outputs(name):
     assert isinstance(outs, list) and len(outs) == 4
     assert all(o.shape == (2, 1, 23, 30) for o in outs)
     sum(o.sum() for o in outs).backward()
-    assert all(h.weight.grad is not None for h in net.aux_heads)
+    assert len(net.output_heads()) == 4
+    assert all(h.weight.grad is not None for h in net.output_heads())
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -54,6 +55,23 @@ def test_built_from_config(name):
     assert net.channels == (8, 16, 32, 64, 128) and net.in_channels == 1
     cfg.MODEL.IRSTD.CHANNELS = [6, 10, 20, 30, 40]
     assert build_irstd_net(cfg).channels == (6, 10, 20, 30, 40)
+
+
+def test_the_dnanet_class_baseline_has_dnanets_size():
+    net = NestedUNet(deep_supervision=True)  # DNANet's widths 16..256, 2 blocks per node
+    assert sum(p.numel() for p in net.parameters()) == 4_692_440  # DNANet: 4.70 M (SGEM Table 1)
+    assert net.channels == (16, 32, 64, 128, 256)
+    # one output without deep supervision: the fused head, the same as the list's last
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 40, 24)
+    single = NestedUNet(3, 4, deep_supervision=False).eval()
+    torch.manual_seed(0)
+    deep = NestedUNet(3, 4, deep_supervision=True).eval()
+    deep.load_state_dict(single.state_dict())
+    with torch.no_grad():
+        assert torch.equal(single(x), deep(x)[-1])
+    single.set_output_prior(0.01)
+    assert all(torch.allclose(h.bias, torch.tensor(-4.59512), atol=1e-4) for h in single.heads)
 
 
 def test_bad_config_names_the_key():
@@ -84,6 +102,27 @@ def test_unet_parameter_count_closed_form():
     # SGEMUNet takes UNet's arguments, the node factory included
     net = SGEMUNet(3, 8, node=AFFBlock)
     assert isinstance(net.encoder[0], AFFBlock) and net.sgem.enc_channels == 32
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_the_norm_of_every_node_is_chosen_by_one_argument(name):
+    norms = lambda net, t: sum(isinstance(m, t) for m in net.modules())  # noqa: E731
+    bn = NETS[name](3, 8)
+    count = norms(bn, torch.nn.BatchNorm2d)
+    assert count > 10 and norms(bn, torch.nn.GroupNorm) == 0
+    gn = NETS[name](3, 8, norm="GN")
+    assert norms(gn, torch.nn.GroupNorm) == count and norms(gn, torch.nn.BatchNorm2d) == 0
+    # GN keeps the parameter count (a weight and a bias per channel, as BN)
+    assert sum(p.numel() for p in gn.parameters()) == sum(p.numel() for p in bn.parameters())
+    plain = NETS[name](3, 8, norm="")  # no norm: each conv gets its bias back
+    assert norms(plain, torch.nn.BatchNorm2d) == 0
+    convs = [
+        m for m in plain.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
+    assert all(c.bias is not None for c in convs if c.groups == 1)
+    assert plain(torch.randn(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match="Unknown norm"):
+        NETS[name](3, 8, norm="LayerNorm")
 
 
 # ------------------------------------------------------------------------------------ SGEM

@@ -345,3 +345,56 @@ def test_evaluator_prefers_the_inputs_sem_seg_and_reads_the_catalog_once(tmp_pat
         assert evaluator.evaluate()["irstd"] == pytest.approx(direct.compute(), nan_ok=True)
     finally:
         DatasetCatalog.remove(name)
+
+
+def _instances(size, scores, masks=None, boxes=None):
+    from detectron2.structures import Boxes, Instances
+
+    inst = Instances(size)
+    inst.scores = torch.tensor(scores, dtype=torch.float32)
+    if masks is not None:
+        inst.pred_masks = torch.from_numpy(np.stack(masks))
+    if boxes is not None:
+        inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    return inst
+
+
+def test_instances_score_map_is_the_highest_covering_score_or_the_box_centres():
+    from ir_d2.evaluation import instances_score_map
+
+    a, b = np.zeros((6, 8), bool), np.zeros((6, 8), bool)
+    a[1:4, 1:4], b[2:5, 2:6] = True, True
+    expected = np.zeros((6, 8), np.float32)
+    expected[a], expected[b] = 0.3, 0.8  # b's score wins where they overlap
+    got = instances_score_map(_instances((6, 8), [0.3, 0.8], masks=[a, b]))
+    np.testing.assert_array_equal(got, expected)
+    boxes = [[0.0, 0.0, 4.0, 2.0], [5.0, 3.0, 8.0, 6.0]]  # centres (2, 1) and (6.5, 4.5)
+    got = instances_score_map(_instances((6, 8), [0.9, 0.4], boxes=boxes))
+    assert got[1, 2] == pytest.approx(0.9) and got[4, 6] == pytest.approx(0.4)
+    assert np.count_nonzero(got) == 2
+    assert not instances_score_map(_instances((6, 8), [])).any()
+
+
+def test_a_detector_is_scored_by_the_union_of_its_masks_above_its_score_threshold(tmp_path):
+    gt = np.zeros((16, 16), np.uint8)
+    gt[2:5, 2:5] = 255
+    gt[10:13, 10:13] = 255
+    Image.fromarray(gt).save(tmp_path / "m.png")
+    hit, weak, false = (np.zeros((16, 16), bool) for _ in range(3))
+    hit[2:5, 2:5], weak[10:13, 10:13], false[0:2, 14:16] = True, True, True
+    cfg = ir_cfg(
+        "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_100e_ircoco.yaml",
+        ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.25, "TEST.IRSTD.ROC_THRESHOLDS", [0.5]],
+    )
+    evaluator = build_irstd_evaluator(cfg, "not_registered")
+    evaluator.reset()
+    inputs = [{"file_name": "f.png", "sem_seg_file_name": str(tmp_path / "m.png")}]
+    outputs = [{"instances": _instances((16, 16), [0.9, 0.3, 0.6], masks=[hit, weak, false])}]
+    evaluator._distributed = False
+    evaluator.process(inputs, outputs)
+    r = evaluator.evaluate()["irstd"]
+    # at the score threshold 0.25 all three masks count: both targets found, 4 false pixels
+    assert r["Pd"] == 100.0 and r["Fa"] == pytest.approx(4 / 256 * 1e6)
+    assert r["IoU"] == pytest.approx(100 * 18 / 22)
+    # at 0.5 the weak detection (0.3) is gone: one target of two
+    assert r["Pd@0.5"] == 50.0 and r["Fa@0.5"] == pytest.approx(4 / 256 * 1e6)

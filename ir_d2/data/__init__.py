@@ -28,6 +28,7 @@ from .ir_datasets import (  # noqa: F401
     register_flir,
     register_ir_coco_instances,
     register_irstd,
+    register_subset,
 )
 from .reader import IRReaderSettings  # noqa: F401
 from .sirst5k import NoiseBank, SIRST5KAugmentation  # noqa: F401

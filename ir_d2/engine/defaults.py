@@ -50,8 +50,45 @@ def _use_cpu_without_cuda(cfg) -> str:
     returns the line that says so, or ""."""
     if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
-        return "MODEL.DEVICE is 'cuda' but this machine has no CUDA device: running on the CPU"
+        note = "MODEL.DEVICE is 'cuda' but this machine has no CUDA device: running on the CPU"
+        if cfg.SOLVER.AMP.ENABLED:  # detectron2's AMPTrainer needs CUDA
+            cfg.SOLVER.AMP.ENABLED = False
+            note += " in float32 (SOLVER.AMP.ENABLED set to False)"
+        return note
     return ""
+
+
+#: norm keys whose "SyncBN" (torch's SyncBatchNorm) refuses CPU tensors once processes sync
+_NORM_KEYS = (
+    "MODEL.IRSTD.NORM",
+    "MODEL.BNSA.NORM",
+    "MODEL.RESNETS.NORM",
+    "MODEL.FPN.NORM",
+    "MODEL.ROI_BOX_HEAD.NORM",
+    "MODEL.ROI_MASK_HEAD.NORM",
+)
+
+
+def _check_device(cfg) -> None:
+    """What needs CUDA, refused on the CPU with the key to change."""
+    if str(cfg.MODEL.DEVICE).startswith("cuda"):
+        return
+    if cfg.SOLVER.AMP.ENABLED:
+        raise ValueError(
+            f"SOLVER.AMP.ENABLED is True but MODEL.DEVICE is {cfg.MODEL.DEVICE!r}: detectron2's "
+            "mixed-precision trainer needs CUDA; set SOLVER.AMP.ENABLED False on the CPU"
+        )
+    if comm.get_world_size() > 1:
+        for key in _NORM_KEYS:
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
+            if node == "SyncBN":
+                raise ValueError(
+                    f"{key} is 'SyncBN' (torch's SyncBatchNorm, CUDA only) but "
+                    f"{comm.get_world_size()} CPU processes train: use 'naiveSyncBN' "
+                    "(detectron2's, synchronises CPU processes too)"
+                )
 
 
 def check_cfg(cfg) -> None:
@@ -72,6 +109,7 @@ def check_cfg(cfg) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ValueError(f"{key} must be >= 0, got {value}")
+    _check_device(cfg)
 
 
 def setup_cfg(config_file, opts=(), args=None, freeze=True):

@@ -1,9 +1,14 @@
 """Evaluators and metrics of ir_d2."""
 
 from .coco_evaluation import IRCOCOEvaluator
-from .irstd_evaluation import IRSTDEvaluator, build_irstd_evaluator, load_irstd_mask
+from .irstd_evaluation import (
+    IRSTDEvaluator,
+    build_irstd_evaluator,
+    instances_score_map,
+    load_irstd_mask,
+)
 from .irstd_metrics import IRSTDMetrics, connected_components, connected_targets, match_targets
 
 __all__ = ["IRCOCOEvaluator", "IRSTDEvaluator", "IRSTDMetrics", "build_irstd_evaluator"]
-__all__ += ["load_irstd_mask"]
+__all__ += ["instances_score_map", "load_irstd_mask"]
 __all__ += ["connected_components", "connected_targets", "match_targets"]

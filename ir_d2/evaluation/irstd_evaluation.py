@@ -19,7 +19,7 @@ from ir_d2.data.io import read_ir_mask
 
 from .irstd_metrics import IRSTDMetrics
 
-__all__ = ["IRSTDEvaluator", "build_irstd_evaluator", "load_irstd_mask"]
+__all__ = ["IRSTDEvaluator", "build_irstd_evaluator", "instances_score_map", "load_irstd_mask"]
 
 
 def load_irstd_mask(
@@ -34,11 +34,46 @@ def load_irstd_mask(
     return read_ir_mask(path, threshold=mask_threshold, dataset_name=dataset_name).astype(bool)
 
 
+def instances_score_map(instances) -> np.ndarray:
+    """
+    A detector's ``Instances`` (at the original size, as detectron2 returns them) as an HxW
+    float map for :class:`IRSTDMetrics`: each pixel holds the highest score of the predicted
+    masks covering it (0 where none does), so thresholding the map at the detector's score
+    threshold gives the union of its output masks, and higher thresholds keep the masks of the
+    more confident detections (a Pd-Fa curve over scores). Box-only instances mark each box's
+    centre pixel instead (Pd matches targets by centroid, Fa counts one pixel per false box).
+    """
+    height, width = instances.image_size
+    out = np.zeros((height, width), dtype=np.float32)
+    if len(instances) == 0:
+        return out
+    scores = instances.scores.detach().float().cpu().numpy()
+    if instances.has("pred_masks"):
+        masks = instances.pred_masks.detach().cpu().numpy()
+        if masks.dtype != bool:
+            masks = masks > 0.5  # soft masks (N, H, W) in [0, 1]
+        for mask, score in zip(masks, scores):
+            np.maximum(out, np.where(mask, score, 0.0).astype(np.float32), out=out)
+        return out
+    if not instances.has("pred_boxes"):
+        raise ValueError("IRSTDEvaluator: 'instances' without pred_masks or pred_boxes.")
+    centers = instances.pred_boxes.get_centers().detach().cpu().numpy()
+    cols = np.clip(np.floor(centers[:, 0]).astype(int), 0, width - 1)
+    rows = np.clip(np.floor(centers[:, 1]).astype(int), 0, height - 1)
+    for r, c, score in zip(rows, cols, scores):
+        out[r, c] = max(out[r, c], score)
+    return out
+
+
 class IRSTDEvaluator(DatasetEvaluator):
     """
     Evaluates the ``"sem_seg"`` output of :class:`IRSTDSegmentor` (a 1xHxW foreground probability
-    at the original size) against the ground-truth masks named by the dataset dicts'
-    ``sem_seg_file_name``, with :class:`IRSTDMetrics`. Results are returned as
+    at the original size), or the ``"instances"`` of a detector such as the BNSA Mask R-CNN (as
+    the score map of :func:`instances_score_map`: the union of its masks, or its boxes' centres
+    for a box-only model), against the ground-truth masks named by the dataset dicts'
+    ``sem_seg_file_name``, with :class:`IRSTDMetrics`. Both families are thus scored by the same
+    IoU, nIoU, Pd, Fa and F1 (:func:`build_irstd_evaluator` thresholds a detector's map at its
+    ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``). Results are returned as
     ``{"irstd": {"IoU", "nIoU", "Pd", "Fa", "F1", ...}}`` and, with ``output_dir``, also written to
     ``<output_dir>/irstd_evaluation.json``.
 
@@ -99,8 +134,16 @@ class IRSTDEvaluator(DatasetEvaluator):
 
     def process(self, inputs, outputs):
         for input_dict, output in zip(inputs, outputs):
-            prob = output["sem_seg"]
-            prob = prob.detach().float().cpu().numpy() if hasattr(prob, "detach") else prob
+            if "sem_seg" in output:
+                prob = output["sem_seg"]
+                prob = prob.detach().float().cpu().numpy() if hasattr(prob, "detach") else prob
+            elif "instances" in output:
+                prob = instances_score_map(output["instances"])
+            else:
+                raise ValueError(
+                    f"IRSTDEvaluator needs a 'sem_seg' or an 'instances' output, got "
+                    f"{sorted(output)} for {input_dict['file_name']}."
+                )
             prob = np.asarray(prob)
             if prob.ndim == 3:
                 if prob.shape[0] != 1:
@@ -160,12 +203,20 @@ class IRSTDEvaluator(DatasetEvaluator):
 
 
 def build_irstd_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None):
-    """An :class:`IRSTDEvaluator` configured by ``cfg.TEST.IRSTD.*`` and
-    ``cfg.INPUT.IR.MASK_THRESHOLD``."""
+    """
+    An :class:`IRSTDEvaluator` configured by ``cfg.TEST.IRSTD.*`` and
+    ``cfg.INPUT.IR.MASK_THRESHOLD``. For a model other than ``IRSTDSegmentor`` (a detector whose
+    ``instances`` are scored) the operating point is ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``: every
+    mask the detector outputs counts, as in its COCO evaluation.
+    """
+    if cfg.MODEL.META_ARCHITECTURE == "IRSTDSegmentor":
+        threshold = cfg.TEST.IRSTD.THRESHOLD
+    else:
+        threshold = cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
     return IRSTDEvaluator(
         dataset_name,
         output_dir,
-        threshold=cfg.TEST.IRSTD.THRESHOLD,
+        threshold=threshold,
         distance=cfg.TEST.IRSTD.DISTANCE,
         roc_thresholds=tuple(cfg.TEST.IRSTD.ROC_THRESHOLDS),
         distributed=True,

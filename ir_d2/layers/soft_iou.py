@@ -36,7 +36,8 @@ def soft_iou_loss(
             the SIRST-5K negative-sample loss combines over a group of variants).
 
     Returns:
-        a scalar tensor in [0, 1), or an (N,) tensor with ``per_image``.
+        a scalar float32 tensor in [0, 1) (whatever the logits' dtype, so mixed precision sums in
+        float32), or an (N,) tensor with ``per_image``.
     """
     if smooth <= 0:
         raise ValueError(
@@ -47,7 +48,7 @@ def soft_iou_loss(
             f"soft_iou_loss: targets {tuple(targets.shape)} do not match logits "
             f"{tuple(logits.shape)}."
         )
-    probs = torch.sigmoid(logits)
+    probs = torch.sigmoid(logits.float())  # float32 under autocast too: sums over whole batches
     targets = targets.reshape(logits.shape).to(probs.dtype)
     if valid is not None:
         if valid.numel() != logits.numel():

@@ -9,7 +9,7 @@ from .coco import (
     register_ir_coco_instances,
 )
 from .flir import FLIR_CLASSES, load_flir, register_flir
-from .from_config import register_datasets_from_config
+from .from_config import register_datasets_from_config, register_subset
 from .instances import label_targets, mask_to_coco_annotations, masks_to_coco_dict
 from .irstd import load_irstd_instances, load_irstd_semantic, read_split_list, register_irstd
 from .synthetic import build_synthetic_set, make_synthetic_frame
@@ -33,4 +33,5 @@ __all__ = [
     "register_flir",
     "register_ir_coco_instances",
     "register_irstd",
+    "register_subset",
 ]

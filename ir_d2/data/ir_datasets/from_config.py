@@ -40,7 +40,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from .coco import register_ir_coco_instances
 from .irstd import register_irstd, set_instance_mask_threshold
 
-__all__ = ["register_datasets_from_config", "REGISTER_TYPES"]
+__all__ = ["register_datasets_from_config", "register_subset", "REGISTER_TYPES"]
 
 # TYPE -> {key: (default or None if required, python type, is a path)}
 REGISTER_TYPES: Dict[str, Dict[str, Tuple]] = {
@@ -106,15 +106,21 @@ def _register(name: str, spec: dict) -> None:
             instances=spec["INSTANCES"],
         )
     else:
-        base, first = spec["DATASET"], spec["FIRST"]
+        base = spec["DATASET"]
         if base not in DatasetCatalog:
             raise KeyError(
                 f"DATASETS.IR_REGISTER.{name}.DATASET: {base!r} is not a registered dataset"
             )
-        DatasetCatalog.register(name, lambda: DatasetCatalog.get(base)[:first])
-        meta = MetadataCatalog.get(base).as_dict()
-        meta.pop("name", None)
-        MetadataCatalog.get(name).set(**meta)
+        register_subset(name, base, spec["FIRST"])
+
+
+def register_subset(name: str, base: str, first: int) -> None:
+    """Register ``name`` as the first ``first`` records of the registered dataset ``base``, with
+    ``base``'s metadata (its evaluator type among them); the ``"subset"`` TYPE."""
+    DatasetCatalog.register(name, lambda: DatasetCatalog.get(base)[:first])
+    meta = MetadataCatalog.get(base).as_dict()
+    meta.pop("name", None)
+    MetadataCatalog.get(name).set(**meta)
 
 
 def register_datasets_from_config(cfg) -> None:

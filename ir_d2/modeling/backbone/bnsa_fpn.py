@@ -6,11 +6,11 @@ fig. 6), registered in detectron2's BACKBONE_REGISTRY as ``build_bnsa_resnet_fpn
 import functools
 
 from detectron2.layers import ShapeSpec
-from detectron2.layers import get_norm as d2_get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from detectron2.modeling.backbone.resnet import ResNet, build_resnet_backbone
 
+from ..norm import resolve_norm
 from .bnsa import BNSABlock
 
 __all__ = ["BNSAResNet", "build_bnsa_resnet_fpn_backbone"]
@@ -63,13 +63,10 @@ class BNSAResNet(ResNet):
 
 
 def _bnsa_block_fn(cfg):
-    norm = cfg.MODEL.BNSA.NORM
     return functools.partial(
         BNSABlock,
         bottleneck_ratio=cfg.MODEL.BNSA.BOTTLENECK_RATIO,
-        # detectron2's norm factory, so "FrozenBN", "SyncBN" and "nnSyncBN" mean what they mean
-        # everywhere else in a detectron2 config.
-        norm=functools.partial(d2_get_norm, norm) if norm else "",
+        norm=resolve_norm(cfg.MODEL.BNSA.NORM, "MODEL.BNSA.NORM"),
         residual=cfg.MODEL.BNSA.RESIDUAL,
         layout=cfg.MODEL.BNSA.LAYOUT,
     )

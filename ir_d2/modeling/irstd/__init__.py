@@ -2,6 +2,7 @@
 
 from .aff import AFFBlock, AFFUNet, ChannelAttention, SpatialAttention
 from .build import IRSTD_NET_REGISTRY, build_irstd_net
+from .nested_unet import NestedUNet
 from .sgem import SGEM, SGEMUNet
 from .unet import UNet
 
@@ -10,6 +11,7 @@ __all__ = [
     "AFFUNet",
     "ChannelAttention",
     "IRSTD_NET_REGISTRY",
+    "NestedUNet",
     "SGEM",
     "SGEMUNet",
     "SpatialAttention",

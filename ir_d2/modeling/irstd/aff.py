@@ -13,8 +13,10 @@ from functools import partial
 import torch
 from torch import nn
 
+from ir_d2.layers.norm import NormSpec
+
 from .build import IRSTD_NET_REGISTRY
-from .unet import UNet, upsample_to
+from .unet import UNet, conv_norm, upsample_to
 
 __all__ = [
     "AFF_FUSIONS",
@@ -80,24 +82,23 @@ class AFFBlock(nn.Module):
         y = M_s(y) * y          (eq. 6)
         out = ReLU(y + shortcut(x))
 
-    ``shortcut`` is the identity, or a 1x1 conv + BN when the channels change.
+    ``shortcut`` is the identity, or a 1x1 conv + BN when the channels change. ``norm`` replaces
+    BN (``MODEL.IRSTD.NORM``; :func:`ir_d2.layers.get_norm`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, reduction: int = 16):
+    def __init__(
+        self, in_channels: int, out_channels: int, reduction: int = 16, norm: NormSpec = "BN"
+    ):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            *conv_norm(in_channels, out_channels, 3, norm),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            *conv_norm(out_channels, out_channels, 3, norm),
         )
         self.channel_attention = ChannelAttention(out_channels, reduction)
         self.spatial_attention = SpatialAttention()
         if in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
-            )
+            self.shortcut = nn.Sequential(*conv_norm(in_channels, out_channels, 1, norm))
         else:
             self.shortcut = nn.Identity()
 
@@ -153,7 +154,7 @@ class AFFUNet(UNet):
         if levels:
             self.fusion_levels = levels
             self.fusion_proj = nn.ModuleList([nn.Conv2d(c[i], c[0], 1) for i in levels])
-            self.fusion_node = AFFBlock(c[0] * (len(levels) + 1), c[0], reduction)
+            self.fusion_node = AFFBlock(c[0] * (len(levels) + 1), c[0], reduction, norm=self.norm)
 
     @classmethod
     def from_config(cls, cfg) -> dict:

@@ -15,18 +15,23 @@ __all__ = ["IRSTD_NET_REGISTRY", "build_irstd_net"]
 IRSTD_NET_REGISTRY = Registry("IRSTD_NET")
 IRSTD_NET_REGISTRY.__doc__ = """
 Registry of small-target segmentation nets, chosen by ``MODEL.IRSTD.NET``: "UNet", "SGEMUNet",
-"AFFUNet". A net class has ``from_config(cfg) -> dict`` of constructor arguments.
+"AFFUNet", "NestedUNet" (a DNANet-class baseline). A net class has ``from_config(cfg) -> dict``
+of constructor arguments.
 """
 
 
-def build_irstd_net(cfg):
-    """The net named by ``cfg.MODEL.IRSTD.NET``, built from its ``from_config(cfg)`` arguments."""
+def build_irstd_net(cfg, **overrides):
+    """
+    The net named by ``cfg.MODEL.IRSTD.NET``, built from its ``from_config(cfg)`` arguments
+    updated with ``overrides`` (e.g. ``norm=`` a callable where the config holds a detectron2
+    norm name, as :class:`ir_d2.modeling.IRSTDSegmentor` passes it).
+    """
     name = cfg.MODEL.IRSTD.NET
     if name not in IRSTD_NET_REGISTRY:
         known = sorted(k for k, _ in IRSTD_NET_REGISTRY)
         raise ValueError(f"MODEL.IRSTD.NET = {name!r} is not a registered net; known: {known}.")
     net_cls = IRSTD_NET_REGISTRY.get(name)
-    net = net_cls(**net_cls.from_config(cfg))
+    net = net_cls(**{**net_cls.from_config(cfg), **overrides})
     if cfg.MODEL.IRSTD.INIT != "default":
         if not hasattr(net, "init_weights"):
             raise ValueError(

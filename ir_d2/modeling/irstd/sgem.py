@@ -9,6 +9,8 @@ decoder-2 skip is replaced by a cross-attention between encoder-3 (E3) and decod
 import torch
 from torch import nn
 
+from ir_d2.layers.norm import NormSpec, get_norm
+
 from .build import IRSTD_NET_REGISTRY
 from .unet import UNet, upsample_to
 
@@ -55,7 +57,7 @@ class SGEM(nn.Module):
        target) (eq. 2);
     3. ``Matrix = sgem_attention(Q, K)``: (N, Ce, Ce) (eq. 3);
     4. ``Matrix @ flatten(E3)``: (N, Ce, HW), reshaped to (N, Ce, H, W) and "restored to a 3-D
-       feature" by a per-channel (depthwise) 3x3 convolution and BatchNorm;
+       feature" by a per-channel (depthwise) 3x3 convolution and BatchNorm (``norm``);
     5. residual: ``out = E3 + restored``, (N, Ce, H, W), which feeds decoder level 2 (D2) in place
        of E3.
 
@@ -64,17 +66,25 @@ class SGEM(nn.Module):
     U-Net computes the plain U-Net.
     """
 
-    def __init__(self, enc_channels: int, dec_channels: int, zero_init: bool = False):
+    def __init__(
+        self, enc_channels: int, dec_channels: int, zero_init: bool = False, norm: NormSpec = "BN"
+    ):
         super().__init__()
         self.enc_channels = enc_channels
         self.dec_channels = dec_channels
         self.query = nn.Conv2d(enc_channels, enc_channels, 1)
         self.key = nn.Conv2d(dec_channels, enc_channels, 1)
         self.mix = nn.Conv2d(enc_channels, enc_channels, 1)
-        self.restore = nn.Sequential(
-            nn.Conv2d(enc_channels, enc_channels, 3, padding=1, groups=enc_channels, bias=False),
-            nn.BatchNorm2d(enc_channels),
+        layer_norm = get_norm(norm, enc_channels)
+        if zero_init and getattr(layer_norm, "weight", None) is None:
+            raise ValueError(
+                f"MODEL.IRSTD.SGEM_ZERO_INIT needs a norm with a weight, got {norm!r} "
+                "(MODEL.IRSTD.NORM)."
+            )
+        conv = nn.Conv2d(
+            enc_channels, enc_channels, 3, padding=1, groups=enc_channels, bias=layer_norm is None
         )
+        self.restore = nn.Sequential(conv, *([layer_norm] if layer_norm is not None else []))
         if zero_init:
             nn.init.zeros_(self.restore[1].weight)
 
@@ -109,7 +119,10 @@ class SGEMUNet(UNet):
     def __init__(self, *args, zero_init: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.sgem = SGEM(
-            self.channels[SGEM_LEVEL], self.channels[SGEM_LEVEL + 1], zero_init=zero_init
+            self.channels[SGEM_LEVEL],
+            self.channels[SGEM_LEVEL + 1],
+            zero_init=zero_init,
+            norm=self.norm,
         )
 
     @classmethod

@@ -4,34 +4,54 @@ and SIRST-5K (Lu et al. 2024), and the skeleton that SGEMUNet and AFFUNet change
 """
 
 import math
+from functools import partial
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ir_d2.layers.norm import NormSpec, get_norm
+
 from .build import IRSTD_NET_REGISTRY
 
-__all__ = ["DoubleConv", "UNet", "unet_channels"]
+__all__ = [
+    "DoubleConv",
+    "IRSTDNetInitMixin",
+    "UNet",
+    "conv_norm",
+    "conv_norm_relu",
+    "unet_channels",
+]
 
 NUM_LEVELS = 5  # full resolution + 4 down-sampling stages
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> List[nn.Module]:
-    """A k x k convolution ("same" padding, no bias), BatchNorm and ReLU."""
-    return [
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    ]
+def conv_norm(
+    in_channels: int, out_channels: int, kernel_size: int = 3, norm: NormSpec = "BN"
+) -> List[nn.Module]:
+    """A k x k convolution ("same" padding; a bias only without a norm) and the norm."""
+    layer_norm = get_norm(norm, out_channels)
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=layer_norm is None
+    )
+    return [conv, *([layer_norm] if layer_norm is not None else [])]
+
+
+def conv_norm_relu(
+    in_channels: int, out_channels: int, kernel_size: int = 3, norm: NormSpec = "BN"
+) -> List[nn.Module]:
+    """:func:`conv_norm` then ReLU."""
+    return [*conv_norm(in_channels, out_channels, kernel_size, norm), nn.ReLU(inplace=True)]
 
 
 class DoubleConv(nn.Sequential):
-    """The U-Net feature node: two 3x3 conv-BN-ReLU."""
+    """The U-Net feature node: two 3x3 conv-norm-ReLU (BatchNorm by default)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, norm: NormSpec = "BN"):
         super().__init__(
-            *conv_bn_relu(in_channels, out_channels), *conv_bn_relu(out_channels, out_channels)
+            *conv_norm_relu(in_channels, out_channels, norm=norm),
+            *conv_norm_relu(out_channels, out_channels, norm=norm),
         )
 
 
@@ -60,8 +80,50 @@ def upsample_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class IRSTDNetInitMixin:
+    """
+    The two initialisation hooks that :func:`build_irstd_net` calls (``MODEL.IRSTD.PRIOR_PROB``,
+    ``MODEL.IRSTD.INIT``), for a net whose :meth:`output_heads` lists its logit convs.
+    """
+
+    def output_heads(self) -> List[nn.Conv2d]:
+        raise NotImplementedError
+
+    def set_output_prior(self, prior_prob: float) -> None:
+        """
+        Start every output head at the foreground probability ``prior_prob``: bias
+        ``-log((1 - p) / p)``, as RetinaNet's classifier prior (Lin et al. 2017, sec. 4.1).
+
+        Ours, not the papers' (``MODEL.IRSTD.PRIOR_PROB``, off in the paper-row configs): SGEM
+        does not say how it initialises, SIRST-5K uses Xavier (:meth:`init_weights`), and neither
+        sets an output bias. With p ~ 0.5 everywhere at the start, the Soft-IoU union is half the
+        frame, so the gradient on the few target pixels is tiny and training idles for hundreds of
+        iterations; a small prior puts the union near the targets from the start.
+        """
+        if not 0.0 < prior_prob < 1.0:
+            raise ValueError(f"MODEL.IRSTD.PRIOR_PROB must be in (0, 1), got {prior_prob}")
+        bias = -math.log((1.0 - prior_prob) / prior_prob)
+        for head in self.output_heads():
+            nn.init.constant_(head.bias, bias)
+
+    def init_weights(self, init: str) -> None:
+        """
+        ``init`` ("default" or "xavier", ``MODEL.IRSTD.INIT``): "xavier" draws every convolution
+        weight from Xavier's normal distribution, as SIRST-5K's authors do
+        (``weights_init_xavier``: ``xavier_normal_`` on each Conv2d, biases and norms kept).
+        "default" keeps torch's initialisation.
+        """
+        if init == "default":
+            return
+        if init != "xavier":
+            raise ValueError(f"MODEL.IRSTD.INIT must be 'default' or 'xavier', got {init!r}")
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_normal_(m.weight)
+
+
 @IRSTD_NET_REGISTRY.register()
-class UNet(nn.Module):
+class UNet(IRSTDNetInitMixin, nn.Module):
     """
     U-Net with 4 down-sampling stages (5 levels, widths ``c0..c4``).
 
@@ -81,7 +143,10 @@ class UNet(nn.Module):
         deep_supervision: when True, ``forward`` returns a list of 4 logit maps, one per decoder
             level (dec3, dec2, dec1, dec0), each up-sampled to the input's size; the last one is
             the final output. Otherwise a single (N, 1, H, W) tensor.
-        node: ``(in_channels, out_channels) -> nn.Module``, the feature node of every level.
+        node: ``(in_channels, out_channels, norm=...) -> nn.Module``, the feature node of every
+            level.
+        norm: the norm of every node (``MODEL.IRSTD.NORM``): "BN", "GN", "SyncBN", "" (none) or
+            a callable ``channels -> nn.Module`` (:func:`ir_d2.layers.get_norm`).
     """
 
     def __init__(
@@ -91,7 +156,8 @@ class UNet(nn.Module):
         *,
         channels: Optional[Sequence[int]] = None,
         deep_supervision: bool = False,
-        node: Callable[[int, int], nn.Module] = DoubleConv,
+        node: Callable[..., nn.Module] = DoubleConv,
+        norm: NormSpec = "BN",
     ):
         super().__init__()
         if in_channels <= 0:
@@ -100,6 +166,8 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.channels = c
         self.deep_supervision = deep_supervision
+        self.norm = norm
+        node = partial(node, norm=norm)
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
         self.encoder = nn.ModuleList(
             [node(in_channels if i == 0 else c[i - 1], c[i]) for i in range(NUM_LEVELS)]
@@ -118,25 +186,12 @@ class UNet(nn.Module):
             "base_channels": cfg.MODEL.IRSTD.BASE_CHANNELS,
             "channels": list(cfg.MODEL.IRSTD.CHANNELS) or None,
             "deep_supervision": cfg.MODEL.IRSTD.DEEP_SUPERVISION,
+            "norm": cfg.MODEL.IRSTD.NORM,
         }
 
-    def set_output_prior(self, prior_prob: float) -> None:
-        """
-        Start every output head at the foreground probability ``prior_prob``: bias
-        ``-log((1 - p) / p)``, as RetinaNet's classifier prior (Lin et al. 2017, sec. 4.1).
-
-        Ours, not the papers' (``MODEL.IRSTD.PRIOR_PROB``, off in the paper-row configs): SGEM
-        does not say how it initialises, SIRST-5K uses Xavier (:meth:`init_weights`), and neither
-        sets an output bias. With p ~ 0.5 everywhere at the start, the Soft-IoU union is half the
-        frame, so the gradient on the few target pixels is tiny and training idles for hundreds of
-        iterations; a small prior puts the union near the targets from the start.
-        """
-        if not 0.0 < prior_prob < 1.0:
-            raise ValueError(f"MODEL.IRSTD.PRIOR_PROB must be in (0, 1), got {prior_prob}")
-        bias = -math.log((1.0 - prior_prob) / prior_prob)
-        heads = [self.head, *getattr(self, "aux_heads", [])]
-        for head in heads:
-            nn.init.constant_(head.bias, bias)
+    def output_heads(self) -> List[nn.Conv2d]:
+        """The 1x1 convs that produce logits (the final head, then the deep-supervision ones)."""
+        return [self.head, *getattr(self, "aux_heads", [])]
 
     def skip(self, level: int, enc: torch.Tensor, deeper: torch.Tensor) -> torch.Tensor:
         """
@@ -152,21 +207,6 @@ class UNet(nn.Module):
         last decoder output here; AFFUNet fuses all the scales (SIRST-5K eq. 7).
         """
         return decoded[-1]
-
-    def init_weights(self, init: str) -> None:
-        """
-        ``init`` ("default" or "xavier", ``MODEL.IRSTD.INIT``): "xavier" draws every convolution
-        weight from Xavier's normal distribution, as SIRST-5K's authors do
-        (``weights_init_xavier``: ``xavier_normal_`` on each Conv2d, biases and norms kept).
-        "default" keeps torch's initialisation.
-        """
-        if init == "default":
-            return
-        if init != "xavier":
-            raise ValueError(f"MODEL.IRSTD.INIT must be 'default' or 'xavier', got {init!r}")
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.xavier_normal_(m.weight)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

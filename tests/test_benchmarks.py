@@ -1,0 +1,67 @@
+"""
+The benchmark scripts run here before a GPU is at hand: the one-call GPU check in its CPU smoke
+mode, and the learning study on a few frames. They print figures; the tests check the reports'
+shape and the values that must hold on any device.
+"""
+
+import json
+import sys
+
+import pytest
+from conftest import REPO_ROOT, SHARED_DATA
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import gpu_check  # noqa: E402
+
+
+def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
+    out = tmp_path / "gc"
+    argv = ["--device", "cpu", "--minutes", "0.05", "--eval-frames", "4", "--workers", "0"]
+    report = gpu_check.main([*argv, "--output", str(out), "--datasets", str(SHARED_DATA)])
+    saved = json.loads((out / "gpu_check.json").read_text())
+    assert saved["tool"] == "benchmarks/gpu_check.py" and saved["device"] == "cpu"
+    nets = {r["net"] for r in saved["fps"]}
+    assert nets == {"U-Net", "SGEM U-Net", "AFF U-Net", "DNANet-class nested U-Net"}
+    fp32 = [r for r in saved["fps"] if r["precision"] == "fp32"]
+    assert all(r["fps"] > 0 and r["ms"] == pytest.approx(1e3 / r["fps"], rel=0.02) for r in fp32)
+    params = {r["net"]: r["params_M"] for r in fp32}
+    assert params["SGEM U-Net"] == pytest.approx(8.63, abs=0.01)  # the paper row's widths
+    assert params["DNANet-class nested U-Net"] == pytest.approx(4.69, abs=0.01)
+    assert saved["fps_ratio_sgem_to_dnanet_class"]["paper"] == 12.67
+    rcnn = {r["model"]: r for r in saved["rcnn"]}
+    assert rcnn["BNSA final model"]["params_M"] > rcnn["Mask R-CNN R50-FPN"]["params_M"]
+    assert all(r["losses"] == "finite" and not r["amp"] for r in saved["rcnn"])  # no AMP on CPU
+    sgem = saved["sgem_nudt_sirst"]
+    if (SHARED_DATA / "nudt-sirst").is_dir():
+        assert sgem["iterations"] >= 1 and sgem["test_frames"] == 4
+        assert 0 <= sgem["IoU"] <= 100 and sgem["paper_IoU"] == 87.64
+    else:
+        assert "NUDT-SIRST not found" in sgem["skipped"]
+    text = (out / "gpu_check.md").read_text()
+    assert "## FPS at 256x256, batch 1" in text and "342 / 27" in text
+    assert text in capsys.readouterr().out
+    assert report["seconds_total"] == saved["seconds_total"]
+    # a report of the same name written by something else is never replaced
+    (out / "gpu_check.json").write_text("{}")
+    with pytest.raises(ValueError, match="not written by benchmarks/gpu_check.py"):
+        gpu_check.write_report(out, "gpu_check", gpu_check.TOOL, {}, "")
+    assert (out / "gpu_check.json").read_text() == "{}"
+
+
+def test_bench_learning_trains_any_config_for_a_budget_and_scores_it_beside_tophat(tmp_path):
+    import bench_learning
+
+    argv = ["--minutes", "0.02", "--eval-frames", "4", "--output", str(tmp_path)]
+    argv += ["--config-file", "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"]
+    argv += ["DATASETS.TRAIN", "('ir_synthetic_train',)", "DATASETS.TEST", "('ir_synthetic_test',)"]
+    report = bench_learning.main(argv)
+    (row,) = report["rows"]
+    assert row["iterations"] >= 1 and row["batch"] == 8  # the small recipe's batch
+    assert row["test"] == "ir_synthetic_test_first4"
+    (tophat,) = report["tophat"]
+    assert tophat["name"].startswith("top-hat") and tophat["IoU"] > 0  # tuned: it finds targets
+    saved = json.loads((tmp_path / "bench_learning.json").read_text())
+    assert saved["tool"] == "benchmarks/bench_learning.py" and saved["rows"] == report["rows"]
+    table = (tmp_path / "bench_learning.md").read_text()
+    assert "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml |" in table  # named by its config
