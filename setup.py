@@ -7,6 +7,8 @@ detectron2 is not on PyPI and must be built against the installed torch.
 
 from setuptools import find_packages, setup
 
+DEPLOY = ["onnx", "onnxscript", "onnxruntime"]
+
 setup(
     name="ir_d2",
     version="0.1.0",
@@ -33,12 +35,8 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "dev": [
-            "pytest",
-            "hypothesis",
-            "ruff",
-            "black",
-            "isort",
-        ],
+        # export to ONNX (torch's exporter needs onnx and onnxscript) and ONNX Runtime
+        "deploy": DEPLOY,
+        "dev": ["pytest", "hypothesis", "ruff", "black", "isort", *DEPLOY],
     },
 )

@@ -81,6 +81,37 @@ def train_for(trainer, seconds: float):
     return trainer.iter - trainer.start_iter, time.perf_counter() - start
 
 
+def train_briefly(config_file: str, minutes: float, output: str, name: str, opts=()):
+    """
+    ``config_file`` trained on the CPU for ``minutes`` (with ``opts``) into ``output``, saved as
+    ``<output>/<name>.pth``; returns the config with ``MODEL.WEIGHTS`` set to it.
+    """
+    from ir_d2.engine.defaults import setup_cfg
+    from ir_d2.engine.trainer import IRTrainer
+
+    common = ["MODEL.DEVICE", "cpu", *opts]
+    cfg = setup_cfg(
+        config_file,
+        [
+            *common,
+            "SOLVER.MAX_ITER",
+            10**8,
+            "SOLVER.CHECKPOINT_PERIOD",
+            10**8,
+            "OUTPUT_DIR",
+            output,
+        ],
+    )
+    trainer = IRTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    iterations, _ = train_for(trainer, minutes * 60)
+    trainer.checkpointer.save(name)
+    print(
+        f"trained {config_file} for {iterations} iterations ({minutes} min) on {cfg.DATASETS.TRAIN}"
+    )
+    return setup_cfg(config_file, [*common, "MODEL.WEIGHTS", f"{output}/{name}.pth"])
+
+
 def write_report(folder, stem: str, tool: str, record: dict, markdown: str) -> None:
     """
     ``<folder>/<stem>.json`` (``record`` plus ``"tool"``) and ``<folder>/<stem>.md``, each written

@@ -17,10 +17,14 @@ not the papers' 1500-epoch schedules, decides: small-target nets at base width 1
 batch 8, Adam lr 2e-3 without decay, output prior 0.01 (the method's own keys stay: SGEM, AFF
 blocks and fusion, Xavier init, deep supervision, SIRST-5K's synthesis and L_Neg, augmentations);
 detectors at batch 4, SGD lr 0.01 after a 50-iteration warm-up, no decay. ``--recipe none``
-trains each config as it is. Writes ``<output>/bench_learning.{json,md}``.
+trains each config as it is. Writes ``<output>/bench_learning.{json,md}``, and each row as it
+ends to ``<output>/<config>/row.json``; ``--resume`` keeps the rows already there that were run
+with the same budget, recipe, options and device (a study killed half-way loses no finished row).
 """
 
 import argparse
+import json
+import os
 import time
 
 import cv2
@@ -123,13 +127,59 @@ def is_detector(cfg) -> bool:
     return cfg.MODEL.META_ARCHITECTURE != "IRSTDSegmentor"
 
 
+def row_dir(config_file: str, args) -> str:
+    return f"{args.output}/{config_file.rsplit('/', 1)[-1][:-5]}"
+
+
+def row_conditions(args, device) -> dict:
+    """What a saved row must share with this run to be kept by ``--resume``."""
+    return {
+        "minutes": args.minutes,
+        "recipe": args.recipe,
+        "opts": [str(o) for o in args.opts],
+        "eval_frames": args.eval_frames,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def saved_row(config_file: str, args, device):
+    """The row saved by an earlier run under the same conditions, else None."""
+    path = f"{row_dir(config_file, args)}/row.json"
+    if not (args.resume and os.path.isfile(path)):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    return saved["row"] if saved.get("conditions") == row_conditions(args, device) else None
+
+
+def save_row(config_file: str, args, device, row: dict) -> None:
+    path = f"{row_dir(config_file, args)}/row.json"
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump({"tool": TOOL, "conditions": row_conditions(args, device), "row": row}, f)
+    os.replace(tmp, path)  # a half-written row never looks finished
+
+
+def last_loss(folder: str):
+    """The last ``total_loss`` that training logged to ``<folder>/metrics.json`` (the median of
+    its last 20 iterations, as detectron2 logs it), or None."""
+    try:
+        with open(f"{folder}/metrics.json") as f:
+            losses = [json.loads(line).get("total_loss") for line in f if line.strip()]
+    except OSError:
+        return None
+    losses = [v for v in losses if v is not None]
+    return round(losses[-1], 3) if losses else None
+
+
 def train_and_score(name, config_file, args, device):
     """One row: ``config_file`` trained for the budget, then scored by IRSTDEvaluator."""
     probe = setup_cfg(config_file, ["MODEL.DEVICE", device])
     recipe = []
     if args.recipe == "small":
         recipe = SMALL_DETECTOR if is_detector(probe) else SMALL_IRSTD
-    out = f"{args.output}/{config_file.rsplit('/', 1)[-1][:-5]}"
+    out = row_dir(config_file, args)
     cfg = setup_cfg(
         config_file, ["MODEL.DEVICE", device, *recipe, *RUN, "OUTPUT_DIR", out, *args.opts]
     )
@@ -152,16 +202,19 @@ def train_and_score(name, config_file, args, device):
         "batch": cfg.SOLVER.IMS_PER_BATCH,
         "train_minutes": round(seconds / 60, 2),
         "eval_seconds": round(time.perf_counter() - t0, 1),
+        "last_loss": last_loss(out),
         **{k: metrics[k] for k in ("IoU", "nIoU", "Pd", "Fa", "F1")},
     }
 
 
 def markdown(report) -> str:
-    header = ["method", "iterations (batch)", "IoU", "nIoU", "Pd", "Fa (1e-6)", "F1"]
+    header = ["method", "iterations (batch)", "last loss", "IoU", "nIoU", "Pd", "Fa (1e-6)", "F1"]
     rows = []
     for r in report["tophat"] + report["rows"]:
         its = f"{r['iterations']} ({r['batch']})" if "iterations" in r else "— (tuned on train)"
-        rows.append([r["name"], its, *(f"{r[k]:.2f}" for k in ("IoU", "nIoU", "Pd", "Fa", "F1"))])
+        loss = r.get("last_loss") if r.get("last_loss") is not None else "—"
+        metrics = (f"{r[k]:.2f}" for k in ("IoU", "nIoU", "Pd", "Fa", "F1"))
+        rows.append([r["name"], its, loss, *metrics])
     return (
         f"Budget {report['minutes']} min of training each on {report['device']} "
         f"({report['threads']} threads), recipe {report['recipe']!r}, test "
@@ -180,6 +233,9 @@ def main(argv=None):
     parser.add_argument("--eval-frames", type=int, default=0, help="first N test frames (0: all)")
     parser.add_argument("--datasets", default=None, help="folder of the datasets")
     parser.add_argument("--output", default="output/bench_learning")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep rows already saved under the same conditions"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for every config")
     args = parser.parse_args(argv)
     use_datasets(args.datasets)
@@ -189,7 +245,13 @@ def main(argv=None):
     configs = [(c, c) for c in args.config_file] or STUDY
     rows = []
     for name, config in configs:
-        rows.append(train_and_score(name, resolve_config_file(config), args, device))
+        config_file = resolve_config_file(config)
+        row = saved_row(config_file, args, device)
+        if row is None:
+            row = train_and_score(name, config_file, args, device)
+            save_row(config_file, args, device, row)
+        row.setdefault("last_loss", last_loss(row_dir(config_file, args)))  # rows saved before
+        rows.append(row)
         print(
             markdown_table(
                 ["method", "iterations", "IoU"],

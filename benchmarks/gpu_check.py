@@ -124,7 +124,9 @@ def fps_rows(device, warmup, repeat):
                 with torch.no_grad():
                     xd = x.to(dtype)
                     s = timed(lambda n=net, xd=xd: n(xd), device, warmup, repeat)
-                row.update(ms=round(s * 1e3, 3), fps=round(1.0 / s, 1))
+                row.update(
+                    ms=round(s * 1e3, 3), fps=float(f"{1.0 / s:.4g}")
+                )  # 4 significant digits
             except RuntimeError as e:  # e.g. a half kernel missing on this device
                 row.update(ms=None, fps=None, error=str(e).splitlines()[0])
             rows.append(row)

@@ -105,7 +105,7 @@ def _detectron2():
     import detectron2, detectron2._C
     return detectron2.__version__
 def _ir_d2():
-    import hypothesis, pytest, ir_d2
+    import hypothesis, pytest, onnx, onnxscript, onnxruntime, ir_d2
     return ir_d2.__file__
 for name, fn in [("torch", _torch), ("setuptools", _setuptools), ("detectron2", _detectron2),
                  ("ir_d2", _ir_d2)]:
@@ -116,8 +116,9 @@ print(json.dumps(found))
 
 def probe():
     """What is installed: ``{"torch": [torch, torchvision versions] or None, "setuptools": version,
-    "detectron2": version (with its compiled ops), "ir_d2": its file (with pytest and
-    hypothesis)}``, None where the import fails (``"<name>_error"`` says why)."""
+    "detectron2": version (with its compiled ops), "ir_d2": its file (with its test extras:
+    pytest, hypothesis, onnx, onnxscript, onnxruntime)}``, None where the import fails
+    (``"<name>_error"`` says why)."""
     rc, out = run_python(_PROBE)
     if rc != 0:
         raise SetupError("cannot run %s: %s" % (sys.executable, out.splitlines()[-1:]))

@@ -18,6 +18,7 @@ import gpu_check  # noqa: E402
 def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
     out = tmp_path / "gc"
     argv = ["--device", "cpu", "--minutes", "0.05", "--eval-frames", "4", "--workers", "0"]
+    argv += ["--repeat", "1"]  # one timed call per figure: a smoke run
     report = gpu_check.main([*argv, "--output", str(out), "--datasets", str(SHARED_DATA)])
     saved = json.loads((out / "gpu_check.json").read_text())
     assert saved["tool"] == "benchmarks/gpu_check.py" and saved["device"] == "cpu"

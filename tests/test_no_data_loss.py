@@ -140,7 +140,7 @@ def test_demo_video_keeps_the_input_and_writes_a_complete_output(tmp_path):
     out = tmp_path / "out"
     assert _demo([video], out) == [str(out / "clip.mp4")]
     assert _count_frames(video) == 8 and _count_frames(out / "clip.mp4") == 8
-    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", demo.MANIFEST]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.frames.csv", "clip.mp4", demo.MANIFEST]
 
 
 # ----------------------------------------------------------------------------- file helpers

@@ -15,7 +15,7 @@ from ..data.augmentation import build_ir_augmentation
 from ..data.io import check_normalize, to_bgr_uint8
 from ..evaluation.irstd_metrics import connected_targets
 
-__all__ = ["IRPredictor", "invalid_pixels", "suppress_invalid"]
+__all__ = ["IRFrameInput", "IRPredictor", "invalid_pixels", "suppress_invalid"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,28 +66,22 @@ def suppress_invalid(predictions: dict, invalid: np.ndarray, margin: int, thresh
     return predictions
 
 
-class IRPredictor(DefaultPredictor):
+class IRFrameInput:
     """
-    DefaultPredictor for IR frames: ``predictor(frame)`` accepts an HxW or HxWx1 gray array
-    (uint8, uint16 or any other dtype) or an HxWx3 BGR array (HxWx4 BGRA: alpha dropped), and
-    prepares it as the mappers do: gray replicated to 3 channels, frames with more than 8 bits
-    normalised by ``INPUT.IR.NORMALIZE`` / ``INPUT.IR.PERCENTILES``, and the mapper's test-time
-    resize (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``; for ``INPUT.DATASET_MAPPER_NAME``
-    "IRSTDDatasetMapper", ``INPUT.IR.TEST_SIZE``). A uint8 BGR frame gives exactly what
-    DefaultPredictor gives. Returns the model's output for the frame, at its original size.
-
-    Invalid pixels: a float frame's NaN / inf pixels (dead pixels, masked regions of a radiometric
-    frame) are filled with the median of its valid pixels before normalisation (a constant would
-    draw an artificial edge around them), and nothing is reported in them or within
-    ``invalid_margin`` pixels of them (:func:`suppress_invalid`). The first such frame is warned
-    about with its count of invalid pixels.
+    How an IR frame becomes a model input, shared by :class:`IRPredictor` and
+    :class:`ir_d2.engine.ExportedPredictor`: :meth:`prepare` (reading conventions, invalid
+    pixels) and :meth:`model_input` (the test-time resize of the mapper), set up from ``cfg``
+    (:meth:`setup_input`).
     """
 
     #: pixels around invalid ones where no target is reported
     invalid_margin = 3
 
     def __init__(self, cfg):
-        super().__init__(cfg)
+        self.setup_input(cfg)
+
+    def setup_input(self, cfg) -> None:
+        self.input_format = cfg.INPUT.FORMAT
         self.normalize = cfg.INPUT.IR.NORMALIZE
         self.percentiles = tuple(cfg.INPUT.IR.PERCENTILES)
         check_normalize(self.normalize, self.percentiles)
@@ -119,16 +113,43 @@ class IRPredictor(DefaultPredictor):
                 )
         return to_bgr_uint8(frame, self.normalize, self.percentiles), invalid
 
-    def predict(self, image: np.ndarray, invalid: Optional[np.ndarray] = None) -> dict:
-        """The model's output for a prepared frame (:meth:`prepare`)."""
+    def model_input(self, image: np.ndarray) -> dict:
+        """A prepared HxWx3 BGR frame as the model's input dict: in ``INPUT.FORMAT``, resized as
+        the test mapper does, with the original ``height`` and ``width``."""
         if self.input_format == "RGB":
             image = image[:, :, ::-1]
         height, width = image.shape[:2]
         aug_input = T.AugInput(np.ascontiguousarray(image))
         self.augmentations(aug_input)
         tensor = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
+        return {"image": tensor, "height": height, "width": width}
+
+
+class IRPredictor(IRFrameInput, DefaultPredictor):
+    """
+    DefaultPredictor for IR frames: ``predictor(frame)`` accepts an HxW or HxWx1 gray array
+    (uint8, uint16 or any other dtype) or an HxWx3 BGR array (HxWx4 BGRA: alpha dropped), and
+    prepares it as the mappers do: gray replicated to 3 channels, frames with more than 8 bits
+    normalised by ``INPUT.IR.NORMALIZE`` / ``INPUT.IR.PERCENTILES``, and the mapper's test-time
+    resize (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``; for ``INPUT.DATASET_MAPPER_NAME``
+    "IRSTDDatasetMapper", ``INPUT.IR.TEST_SIZE``). A uint8 BGR frame gives exactly what
+    DefaultPredictor gives. Returns the model's output for the frame, at its original size.
+
+    Invalid pixels: a float frame's NaN / inf pixels (dead pixels, masked regions of a radiometric
+    frame) are filled with the median of its valid pixels before normalisation (a constant would
+    draw an artificial edge around them), and nothing is reported in them or within
+    ``invalid_margin`` pixels of them (:func:`suppress_invalid`). The first such frame is warned
+    about with its count of invalid pixels.
+    """
+
+    def __init__(self, cfg):
+        DefaultPredictor.__init__(self, cfg)
+        self.setup_input(cfg)
+
+    def predict(self, image: np.ndarray, invalid: Optional[np.ndarray] = None) -> dict:
+        """The model's output for a prepared frame (:meth:`prepare`)."""
         with torch.no_grad():
-            predictions = self.model([{"image": tensor, "height": height, "width": width}])[0]
+            predictions = self.model([self.model_input(image)])[0]
         if invalid is not None:
             suppress_invalid(predictions, invalid, self.invalid_margin, self.threshold)
         return predictions

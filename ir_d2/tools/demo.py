@@ -4,11 +4,21 @@ masks and boxes for instance models, a probability heat-map with target markers 
 nets.
 
     python -m ir_d2.tools.demo --config-file CFG --input FRAME.png DIR/ VIDEO.mp4 --output OUT/
-        [--confidence-threshold 0.5] [--overwrite] [KEY VALUE ... | --opts KEY VALUE ...]
+        [--confidence-threshold 0.5] [--temporal K/N [--temporal-speed PX]] [--overwrite]
+        [KEY VALUE ... | --opts KEY VALUE ...]
 
 (``projects/demo.py`` is the same script.) Frames may be 8-bit gray, RGB, or 16-bit PNG/TIFF
 (normalised by ``INPUT.IR.NORMALIZE``). Each image gives ``OUT/<name>.png``, each video
-``OUT/<name>.mp4``; a summary of the detections is logged per frame.
+``OUT/<name>.mp4`` and ``OUT/<name>.frames.csv`` (per frame: latency, detections, reported); a
+summary of the detections is logged per frame. A video is read and written as a stream, one frame
+in memory at a time, whatever its length. ``--temporal K/N`` (ours) reports a detection of a video
+only when one was also seen within ``TEST.IRSTD.DISTANCE`` pixels in at least K of the last N
+frames (:class:`ir_d2.utils.temporal.TemporalFilter`), which drops single-frame false alarms;
+the distance grows by ``--temporal-speed`` pixels (default 1) per frame of age, for moving
+targets.
+``MODEL.WEIGHTS`` may name an exported small-target net (``model.onnx``, ``model.ts`` from
+``ir_d2.tools.export_model``): it then runs on ONNX Runtime / TorchScript
+(:class:`ir_d2.engine.ExportedPredictor`).
 
 Inputs are never written over: an output that would replace an input file, an output folder that
 is one of the input folders, or two inputs that would write the same output are refused with one
@@ -19,20 +29,23 @@ reported and the rest go on; the run ends with the count of failures (exit statu
 """
 
 import argparse
+import csv
 import json
 import logging
 import time
+from array import array
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
+import torch
 from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.data.io import IRDataError, read_ir_image
-from ir_d2.engine import IRPredictor
+from ir_d2.engine import ExportedPredictor, IRPredictor, is_exported_model
 from ir_d2.engine.defaults import ensure_weights, setup_cfg
 from ir_d2.utils.cli import (
     CommandLineError,
@@ -42,6 +55,7 @@ from ir_d2.utils.cli import (
     split_trailing_opts,
 )
 from ir_d2.utils.fileio import atomic_write, same_path
+from ir_d2.utils.temporal import TemporalFilter, parse_k_of_n
 from ir_d2.utils.visualizer import draw_instances, draw_small_targets
 
 __all__ = ["IRVisualizationDemo", "main", "run", "plan_outputs", "MANIFEST"]
@@ -56,25 +70,36 @@ logger = logging.getLogger("ir_d2.demo")
 
 
 class IRVisualizationDemo:
-    """An :class:`IRPredictor` plus the overlay that suits the model's output."""
+    """
+    An :class:`IRPredictor` (an :class:`ExportedPredictor` when ``MODEL.WEIGHTS`` is an exported
+    ``.onnx`` / ``.ts`` net) plus the overlay that suits the model's output.
+    """
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.predictor = IRPredictor(cfg)
+        if is_exported_model(cfg.MODEL.WEIGHTS):
+            self.predictor = ExportedPredictor(cfg)
+        else:
+            self.predictor = IRPredictor(cfg)
         self.metadata = MetadataCatalog.get(
             cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused"
         )
 
-    def run_on_frame(self, frame: np.ndarray):
+    def run_on_frame(self, frame: np.ndarray, temporal: TemporalFilter = None):
         """
         Args:
             frame: an HxW gray (any dtype) or HxWx3 BGR array.
+            temporal: a video's :class:`TemporalFilter`: only the detections it confirms are
+                reported (``"targets"``; instances) and drawn. The output then also holds
+                ``"detected"``, the number of detections before the filter.
         Returns:
             (predictions, overlay): the model output and an HxWx3 uint8 BGR picture.
         """
         # prepared once: the uint8 BGR frame the model sees is also what the overlay is drawn on
         shown, invalid = self.predictor.prepare(frame)
         predictions = self.predictor.predict(shown, invalid)
+        if temporal is not None:
+            confirm(predictions, temporal)
         if "instances" in predictions:
             overlay = draw_instances(shown, predictions["instances"], self.metadata)
         elif "sem_seg" in predictions:
@@ -84,6 +109,29 @@ class IRVisualizationDemo:
         else:
             raise ValueError(f"cannot draw a model output with keys {sorted(predictions)}")
         return predictions, overlay
+
+
+def confirm(predictions: dict, temporal: TemporalFilter) -> dict:
+    """Keep the detections of ``predictions`` that ``temporal`` confirms (small targets by
+    centroid, instances by box centre); ``"detected"`` counts them all. Changed in place."""
+    if "instances" in predictions:
+        inst = predictions["instances"]
+        centres = inst.pred_boxes.get_centers().detach().cpu().numpy() if len(inst) else []
+        keep = temporal.update(centres)
+        predictions["detected"] = len(inst)
+        predictions["instances"] = inst[torch.tensor(keep, dtype=torch.bool)]
+    else:
+        targets = predictions.get("targets", [])
+        keep = temporal.update([t["centroid"] for t in targets])
+        predictions["detected"] = len(targets)
+        predictions["targets"] = [t for t, k in zip(targets, keep) if k]
+    return predictions
+
+
+def _n_reported(predictions) -> int:
+    if "instances" in predictions:
+        return len(predictions["instances"])
+    return len(predictions.get("targets", ()))
 
 
 def _summary(predictions) -> str:
@@ -162,19 +210,25 @@ def plan_outputs(
                 "run them into different --output folders"
             )
         claimed[target.name] = path
-        if target.exists():
-            if target.name not in written_before:
-                raise CommandLineError(
-                    f"demo: {target} exists and was not written by the demo: refusing to replace "
-                    "it; choose another --output folder"
-                )
-            if not overwrite:
-                raise CommandLineError(
-                    f"demo: {target} exists (an earlier demo run wrote it): pass --overwrite to "
-                    "replace the demo's own outputs"
-                )
+        for output in [target] + ([frames_table(target)] if kind == "video" else []):
+            if output.exists():
+                if output.name not in written_before:
+                    raise CommandLineError(
+                        f"demo: {output} exists and was not written by the demo: refusing to "
+                        "replace it; choose another --output folder"
+                    )
+                if not overwrite:
+                    raise CommandLineError(
+                        f"demo: {output} exists (an earlier demo run wrote it): pass --overwrite "
+                        "to replace the demo's own outputs"
+                    )
         plan.append((path, kind, target))
     return plan
+
+
+def frames_table(video_output: Path) -> Path:
+    """The per-frame table written beside a video's overlay: ``<name>.frames.csv``."""
+    return video_output.with_name(f"{video_output.stem}.frames.csv")
 
 
 def _read_frame(path: Path, normalize: str) -> np.ndarray:
@@ -186,35 +240,63 @@ def _read_frame(path: Path, normalize: str) -> np.ndarray:
     return frame
 
 
-def _run_video(demo, path: Path, output: Path):
+def _run_video(demo, path: Path, output: Path, temporal=None) -> dict:
+    """
+    Stream the video at ``path`` through the demo into ``output`` (mp4) and its per-frame table
+    (:func:`frames_table`: frame, latency_ms of reading + model + drawing, detected, reported),
+    one frame in memory at a time. Returns the summary (frames, latencies, detections).
+    """
     video = cv2.VideoCapture(str(path))
     if not video.isOpened():
         raise IRDataError(f"cannot open video {path}")
     fps = video.get(cv2.CAP_PROP_FPS) or 10.0
-    n = 0
+    if temporal is not None:
+        temporal.reset()
+    latencies = array("d")  # 8 bytes a frame: the only thing that grows with the video's length
+    detected, reported = 0, 0
     try:
-        with atomic_write(output, mode=None) as tmp:
+        # both outputs are staged and renamed only once the whole video went through
+        with atomic_write(output, mode=None) as tmp, atomic_write(frames_table(output)) as table:
+            rows = csv.writer(table)
+            rows.writerow(["frame", "latency_ms", "detected", "reported"])
             writer = None
             try:
                 while True:
+                    start = time.perf_counter()
                     ok, frame = video.read()
                     if not ok:
                         break
-                    _, overlay = demo.run_on_frame(frame)
+                    predictions, overlay = demo.run_on_frame(frame, temporal)
                     if writer is None:
                         h, w = overlay.shape[:2]
                         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
                         writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
                     writer.write(overlay)
-                    n += 1
+                    latency = (time.perf_counter() - start) * 1e3
+                    n_reported = _n_reported(predictions)
+                    n_detected = predictions.get("detected", n_reported)
+                    rows.writerow([len(latencies), f"{latency:.2f}", n_detected, n_reported])
+                    latencies.append(latency)
+                    detected += n_detected
+                    reported += n_reported
             finally:
                 if writer is not None:
                     writer.release()
-            if n == 0:
+            if not latencies:
                 raise IRDataError(f"video {path} has no readable frame")
     finally:
         video.release()
-    return n
+    lat = np.asarray(latencies)
+    return {
+        "frames": len(latencies),
+        "latency_ms": {
+            "mean": float(lat.mean()),
+            "median": float(np.median(lat)),
+            "p95": float(np.percentile(lat, 95)),
+        },
+        "detected": detected,
+        "reported": reported,
+    }
 
 
 def get_parser():
@@ -238,6 +320,18 @@ def get_parser():
         help="minimum score of instances (instance models) / probability of targets (IRSTD)",
     )
     parser.add_argument(
+        "--temporal",
+        metavar="K/N",
+        help="videos: report a detection only when seen in K of the last N frames (ours)",
+    )
+    parser.add_argument(
+        "--temporal-speed",
+        type=float,
+        default=1.0,
+        metavar="PX",
+        help="with --temporal: the largest target motion, pixels per frame (default 1)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace overlays an earlier demo run wrote"
     )
     add_opts_arguments(parser)
@@ -256,6 +350,9 @@ def run(argv=None):
     with one_line_errors("demo"):
         thresholds = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", t, "MODEL.IRSTD.THRESHOLD", t]
         cfg = setup_cfg(args.config_file, [*collect_opts(args), *thresholds])
+        k_of_n = parse_k_of_n(args.temporal) if args.temporal else None
+        if args.temporal_speed < 0:
+            raise ValueError(f"--temporal-speed must be >= 0, got {args.temporal_speed}")
         ensure_weights(cfg.MODEL.WEIGHTS)
         out_dir = Path(args.output)
         plan = plan_outputs(expand_inputs(inputs_args), inputs_args, out_dir, args.overwrite)
@@ -267,8 +364,19 @@ def run(argv=None):
         start = time.perf_counter()
         try:
             if kind == "video":
-                n = _run_video(demo, path, target)
-                what = f"{n} frames"
+                temporal = None
+                if k_of_n:
+                    distance, speed = cfg.TEST.IRSTD.DISTANCE, args.temporal_speed
+                    temporal = TemporalFilter(*k_of_n, distance, speed)
+                s = _run_video(demo, path, target, temporal)
+                lat = s["latency_ms"]
+                what = (
+                    f"{s['frames']} frames, latency {lat['mean']:.1f} ms mean, "
+                    f"{lat['median']:.1f} median, {lat['p95']:.1f} p95 ({1e3 / lat['mean']:.1f} "
+                    f"frames/s); {s['reported']} detections reported"
+                )
+                if temporal is not None:
+                    what += f" of {s['detected']} (--temporal {args.temporal})"
             else:
                 predictions, overlay = demo.run_on_frame(_read_frame(path, cfg.INPUT.IR.NORMALIZE))
                 with atomic_write(target, mode=None) as tmp:
@@ -279,7 +387,10 @@ def run(argv=None):
             failures.append((path, " ".join(str(e).split())))
             logger.error(f"{path}: skipped, {failures[-1][1]}")
             continue
-        manifest[target.name] = {"input": str(path.resolve()), "config": str(args.config_file)}
+        record = {"input": str(path.resolve()), "config": str(args.config_file)}
+        manifest[target.name] = record
+        if kind == "video":
+            manifest[frames_table(target).name] = record
         _write_manifest(out_dir, manifest)
         logger.info(f"{path}: {what} in {time.perf_counter() - start:.2f}s -> {target}")
         written.append(str(target))

@@ -14,7 +14,7 @@ from ir_d2.layers.norm import NormSpec
 
 from .aff import AFFBlock
 from .build import IRSTD_NET_REGISTRY
-from .unet import NUM_LEVELS, IRSTDNetInitMixin, unet_channels, upsample_to
+from .unet import NUM_LEVELS, IRSTDNetInitMixin, UNet, unet_channels, upsample_to
 
 __all__ = ["NestedUNet"]
 
@@ -93,15 +93,9 @@ class NestedUNet(IRSTDNetInitMixin, nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        """Constructor arguments from ``cfg.MODEL.IRSTD``."""
-        return {
-            "in_channels": cfg.MODEL.IRSTD.IN_CHANNELS,
-            "base_channels": cfg.MODEL.IRSTD.BASE_CHANNELS,
-            "channels": list(cfg.MODEL.IRSTD.CHANNELS) or None,
-            "deep_supervision": cfg.MODEL.IRSTD.DEEP_SUPERVISION,
-            "reduction": cfg.MODEL.IRSTD.AFF_REDUCTION,
-            "norm": cfg.MODEL.IRSTD.NORM,
-        }
+        """Constructor arguments from ``cfg.MODEL.IRSTD``: the U-Net's, plus the blocks'
+        channel-attention reduction (``AFF_REDUCTION``)."""
+        return {**UNet.from_config(cfg), "reduction": cfg.MODEL.IRSTD.AFF_REDUCTION}
 
     def output_heads(self) -> List[nn.Conv2d]:
         return [self.heads[-1], *self.heads[:-1]]

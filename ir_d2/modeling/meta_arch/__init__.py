@@ -1,5 +1,5 @@
-"""Registered on import of ir_d2.modeling."""
+"""Meta-architectures of ir_d2, registered in detectron2's META_ARCH_REGISTRY on import."""
 
-from .irstd_segmentor import IRSTDSegmentor
+from .irstd_segmentor import IRSTDSegmentor, check_uint8_range, irstd_input, irstd_results
 
-__all__ = ["IRSTDSegmentor"]
+__all__ = ["IRSTDSegmentor", "check_uint8_range", "irstd_input", "irstd_results"]

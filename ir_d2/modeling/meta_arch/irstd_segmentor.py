@@ -18,7 +18,7 @@ from ir_d2.layers import NEG_LOSS_MODES, negative_sample_loss, soft_iou_loss
 from ..irstd import build_irstd_net
 from ..norm import resolve_norm
 
-__all__ = ["IRSTDSegmentor", "check_uint8_range"]
+__all__ = ["IRSTDSegmentor", "check_uint8_range", "irstd_input", "irstd_results"]
 
 
 def check_uint8_range(image: torch.Tensor) -> torch.Tensor:
@@ -42,6 +42,58 @@ def check_uint8_range(image: torch.Tensor) -> torch.Tensor:
         "gray, 16-bit and float frames go through ir_d2.engine.IRPredictor (or the IR mappers), "
         "which normalise them to 8 bits (INPUT.IR.NORMALIZE)"
     )
+
+
+def irstd_input(
+    images: Sequence[torch.Tensor],
+    pixel_mean: torch.Tensor,
+    pixel_std: torch.Tensor,
+    size_divisibility: int,
+) -> ImageList:
+    """
+    The small-target nets' input, the one definition that :class:`IRSTDSegmentor` and the
+    exported-model predictor (:class:`ir_d2.engine.ExportedPredictor`) share: each 3xHxW 8-bit
+    image (:func:`check_uint8_range`) in ``INPUT.FORMAT`` becomes float, takes its channel mean
+    when the net has one input channel (``len(pixel_mean) == 1``), is normalised as
+    ``(x - pixel_mean) / pixel_std`` and padded with zeros (bottom and right) to a multiple of
+    ``size_divisibility``; all on ``pixel_mean``'s device.
+
+    Returns:
+        ImageList: ``tensor`` (N, C, H', W') and the unpadded ``image_sizes``.
+    """
+    in_channels = pixel_mean.shape[0]
+    out = []
+    for image in images:
+        image = check_uint8_range(image).to(pixel_mean.device).float()
+        if image.dim() != 3:
+            raise ValueError(f"'image' must be CxHxW, got {tuple(image.shape)}.")
+        if image.shape[0] != in_channels:
+            if in_channels == 1:
+                image = image.mean(dim=0, keepdim=True)
+            else:
+                raise ValueError(
+                    f"'image' has {image.shape[0]} channels but the net takes "
+                    f"{in_channels} (MODEL.IRSTD.IN_CHANNELS)."
+                )
+        out.append((image - pixel_mean) / pixel_std)
+    return ImageList.from_tensors(out, size_divisibility)
+
+
+def irstd_results(probs: torch.Tensor, image_sizes, output_sizes, threshold: float) -> List[Dict]:
+    """
+    The small-target outputs, shared by :class:`IRSTDSegmentor` and the exported-model
+    predictor: for each (1, H', W') probability map of ``probs`` (N, 1, H', W'), the padding is
+    cropped to its ``image_sizes`` entry and the map resized to its ``output_sizes`` entry
+    (height, width; detectron2's ``sem_seg_postprocess``), giving ``{"sem_seg": 1xHxW,
+    "targets": [...]}``: the 8-connected components of ``sem_seg > threshold``
+    (:func:`ir_d2.evaluation.connected_targets`).
+    """
+    results = []
+    for prob, image_size, (height, width) in zip(probs, image_sizes, output_sizes):
+        r = sem_seg_postprocess(prob, image_size, height, width)
+        targets = connected_targets(r[0].detach().float().cpu().numpy(), threshold)
+        results.append({"sem_seg": r, "targets": targets})
+    return results
 
 
 @META_ARCH_REGISTRY.register()
@@ -134,22 +186,10 @@ class IRSTDSegmentor(nn.Module):
 
     # ------------------------------------------------------------------------------- inputs
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
-        """Normalise, match the net's channels and pad the images to one batch tensor."""
-        images = []
-        for x in batched_inputs:
-            image = check_uint8_range(x["image"]).to(self.device).float()
-            if image.dim() != 3:
-                raise ValueError(f"'image' must be CxHxW, got {tuple(image.shape)}.")
-            if image.shape[0] != self.in_channels:
-                if self.in_channels == 1:
-                    image = image.mean(dim=0, keepdim=True)
-                else:
-                    raise ValueError(
-                        f"'image' has {image.shape[0]} channels but the net takes "
-                        f"{self.in_channels} (MODEL.IRSTD.IN_CHANNELS)."
-                    )
-            images.append((image - self.pixel_mean) / self.pixel_std)
-        return ImageList.from_tensors(images, self.size_divisibility)
+        """Normalise, match the net's channels and pad the images to one batch tensor
+        (:func:`irstd_input`)."""
+        images = [x["image"] for x in batched_inputs]
+        return irstd_input(images, self.pixel_mean, self.pixel_std, self.size_divisibility)
 
     def prepare_targets(self, batched_inputs: List[Dict], images: ImageList):
         """
@@ -238,13 +278,10 @@ class IRSTDSegmentor(nn.Module):
     def postprocess(
         self, logits: torch.Tensor, images: ImageList, batched_inputs: List[Dict]
     ) -> List[Dict]:
-        """Per image: the probability at the original size and its connected targets."""
-        probs = torch.sigmoid(logits)
-        results = []
-        for prob, input_per_image, image_size in zip(probs, batched_inputs, images.image_sizes):
-            height = input_per_image.get("height", image_size[0])
-            width = input_per_image.get("width", image_size[1])
-            r = sem_seg_postprocess(prob, image_size, height, width)
-            targets = connected_targets(r[0].detach().float().cpu().numpy(), self.threshold)
-            results.append({"sem_seg": r, "targets": targets})
-        return results
+        """Per image: the probability at the original size and its connected targets
+        (:func:`irstd_results`)."""
+        sizes = [
+            (x.get("height", size[0]), x.get("width", size[1]))
+            for x, size in zip(batched_inputs, images.image_sizes)
+        ]
+        return irstd_results(torch.sigmoid(logits), images.image_sizes, sizes, self.threshold)
