@@ -228,6 +228,24 @@ def test_box_losses_finite_on_degenerate_boxes(pairs, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sub_pixel_boxes_keep_a_finite_low_precision_gradient(dtype):
+    # zero-size boxes 6e-8 apart: with eps 1e-7 the distance terms' gradient (~1e7) overflows
+    # float16; the dtype's machine epsilon as eps keeps it finite
+    pred = torch.zeros(1, 4, dtype=dtype, requires_grad=True)
+    gt = torch.tensor([[0.0, 5.96e-8, 0.0, 5.96e-8]], dtype=dtype)
+    for name, fn in BOX_LOSSES.items():
+        (grad,) = torch.autograd.grad(fn(pred, gt).sum(), pred)
+        assert torch.isfinite(grad).all(), name
+        pred32 = pred.detach().float().requires_grad_()
+        (grad32,) = torch.autograd.grad(fn(pred32, gt.float()).sum(), pred32)
+        assert torch.isfinite(grad32).all(), name  # float32 keeps eps 1e-7: a large, finite grad
+    # the float32 gradient itself is too large for float16: the reason for the raised eps
+    pred32 = torch.zeros(1, 4, requires_grad=True)
+    (grad32,) = torch.autograd.grad(siou_loss(pred32, gt.float()).sum(), pred32)
+    assert grad32.abs().max() > torch.finfo(torch.float16).max
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_box_losses_half_precision(dtype):
     b1, b2 = _random_boxes(50, seed=10), _random_boxes(50, seed=11)
     # far-apart centres and large sizes that overflow fp16 squares (300^2 * 2 > 65504)
@@ -236,7 +254,9 @@ def test_box_losses_half_precision(dtype):
     for name, fn in BOX_LOSSES.items():
         x = b1.to(dtype).requires_grad_()
         low = fn(x, b2.to(dtype))
-        full = fn(b1.to(dtype).float(), b2.to(dtype).float())  # same rounded inputs, float32
+        # the same rounded inputs in float32, with the eps a low-precision input gets
+        eps = max(1e-7, torch.finfo(dtype).eps)
+        full = fn(b1.to(dtype).float(), b2.to(dtype).float(), eps=eps)
         torch.testing.assert_close(low, full, rtol=0, atol=0)
         low.sum().backward()
         assert torch.isfinite(x.grad).all(), name

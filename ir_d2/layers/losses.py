@@ -8,7 +8,8 @@ Box losses follow the signature of ``detectron2.layers.ciou_loss`` and ``fvcore.
 predictions and ``boxes2`` the targets. They compute in float32 whatever the input dtype (so fp16 /
 bf16 inputs under autocast are safe) and return float32. Boxes must have ``x1 <= x2`` and
 ``y1 <= y2``; zero-width or zero-height boxes, coincident centres and very large boxes give
-finite losses and finite gradients.
+finite losses and finite gradients (for float16 / bfloat16 inputs ``eps`` is raised to the
+dtype's machine epsilon, so the gradient stays finite in the input's dtype).
 
 Mask losses (BCE, Dice, Lovasz-Softmax of eqs. 13-18; the Lovasz hinge as an option) take per-ROI
 logits of shape (R, ...) and binary targets of the same shape and average over ROIs; with R == 0
@@ -81,7 +82,18 @@ class _BoxPair:
 
 
 # ----------------------------------------------------------------------------- box losses
+def _low_precision_eps(boxes: torch.Tensor, eps: float) -> float:
+    """``eps`` raised to the machine epsilon of a float16 / bfloat16 input (9.8e-4 / 7.8e-3):
+    the losses compute in float32, but their gradient goes back to the input's dtype, and on
+    boxes smaller than 1e-3 px the gradient of the distance terms (about 1 / eps) overflows
+    float16. float32 and float64 inputs keep ``eps`` as given."""
+    if boxes.dtype in (torch.float16, torch.bfloat16):
+        return max(eps, torch.finfo(boxes.dtype).eps)
+    return eps
+
+
 def _ciou(boxes1, boxes2, eps):
+    eps = _low_precision_eps(boxes1, eps)
     g = _BoxPair(boxes1, boxes2, eps)
     diag2 = g.cw**2 + g.ch**2 + eps
     # eps in the denominators keeps zero-height boxes finite (detectron2's ciou_loss divides by h)
@@ -105,6 +117,7 @@ def ciou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7) -> tor
 
 
 def _siou(boxes1, boxes2, eps):
+    eps = _low_precision_eps(boxes1, eps)
     g = _BoxPair(boxes1, boxes2, eps)
     # sigma: distance between the centres; eps^2 keeps d(sigma) finite for coincident centres
     sigma = torch.sqrt(g.dx**2 + g.dy**2 + eps * eps)
@@ -145,6 +158,7 @@ def siou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7) -> tor
 
 
 def _eiou(boxes1, boxes2, eps):
+    eps = _low_precision_eps(boxes1, eps)
     g = _BoxPair(boxes1, boxes2, eps)
     cw2, ch2 = g.cw**2, g.ch**2
     loss = (
