@@ -36,7 +36,8 @@ def read_export_metadata(model_file: str) -> Optional[dict]:
 class ExportedNet:
     """
     An exported small-target net: ``net(x)`` with ``x`` a (1, C, H, W) float32 array (or tensor)
-    returns the (1, 1, H, W) float32 probability array.
+    returns the (1, 1, H, W) float32 probability array. ``net.outputs(x)`` returns every output
+    (an exported detector's flat tensors, for :func:`ir_d2.export.rcnn_outputs`).
 
     Args:
         model_file: ``*.onnx`` (run by ONNX Runtime, ``providers`` default CPU) or ``*.ts``
@@ -76,13 +77,19 @@ class ExportedNet:
                 "(TorchScript)"
             )
 
-    def __call__(self, x) -> np.ndarray:
+    def outputs(self, x) -> tuple:
+        """Every output of the graph for the float32 input ``x`` (array or tensor), as arrays."""
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.format == "onnx":
-            return self.session.run(None, {self.input_name: x})[0]
+            return tuple(self.session.run(None, {self.input_name: x}))
         import torch
 
         with torch.no_grad():
-            return self.module(torch.from_numpy(x)).numpy()
+            out = self.module(torch.from_numpy(x))
+        return tuple(o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out]))
+
+    def __call__(self, x) -> np.ndarray:
+        """The first output (a small-target net's probability map)."""
+        return self.outputs(x)[0]

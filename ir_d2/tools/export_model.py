@@ -131,15 +131,18 @@ def _sample_frames(path, semantic: bool) -> List[np.ndarray]:
     return [frame if s == (h, w) else cv2.resize(frame, s[::-1]) for s in sizes]
 
 
-def _irstd_inputs(cfg, model: IRSTDSegmentor, frames) -> List[Tuple[torch.Tensor, tuple]]:
-    """The net's padded input tensor for each frame, built as the predictors build it."""
+def _model_inputs(cfg, frames) -> List[dict]:
+    """Each frame as the predictors give it to the model (:class:`IRFrameInput`)."""
     prep = IRFrameInput(cfg)
+    return [prep.model_input(prep.prepare(frame)[0]) for frame in frames]
+
+
+def _irstd_inputs(model: IRSTDSegmentor, inputs) -> List[Tuple[torch.Tensor, tuple]]:
+    """The net's padded input tensor for each model input, as the segmentor builds it."""
     out = []
-    for frame in frames:
-        image, _ = prep.prepare(frame)
-        inputs = prep.model_input(image)
+    for x in inputs:
         batch = irstd_input(
-            [inputs["image"]], model.pixel_mean, model.pixel_std, model.size_divisibility
+            [x["image"]], model.pixel_mean, model.pixel_std, model.size_divisibility
         )
         out.append((batch.tensor, tuple(batch.tensor.shape[-2:])))
     return out
@@ -168,28 +171,16 @@ def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if union == 0 else inter / union
 
 
-def _check_rcnn(model, schema, exported_file, cfg, frames) -> List[dict]:
+def _check_rcnn(model, schema, exported_file, inputs) -> List[dict]:
     model.eval()  # torch's TorchScript-based ONNX exporter may leave it in training mode
-    runner = torch.jit.load(exported_file) if exported_file.endswith(".ts") else None
-    if runner is None:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(exported_file, providers=["CPUExecutionProvider"])
-
-        def runner(image):
-            names = [i.name for i in session.get_inputs()]
-            outs = session.run(None, dict(zip(names, [image.numpy()])))
-            return tuple(torch.from_numpy(o) for o in outs)
-
-    prep = IRFrameInput(cfg)
+    net = ExportedNet(exported_file)
     checks = []
-    for frame in frames:
-        image, _ = prep.prepare(frame)
-        inputs = prep.model_input(image)
-        h, w = inputs["height"], inputs["width"]
+    for x in inputs:
+        h, w = x["height"], x["width"]
         with torch.no_grad():
-            expected = model([inputs])[0]["instances"]
-            got = rcnn_outputs(schema, runner(inputs["image"]), h, w)
+            expected = model([x])[0]["instances"]
+        flat = tuple(torch.from_numpy(o) for o in net.outputs(x["image"]))
+        got = rcnn_outputs(schema, flat, h, w)
         check = {"size": [h, w], "instances": len(expected)}
         if len(got) != len(expected) or not torch.equal(got.pred_classes, expected.pred_classes):
             raise ExportCheckError(
@@ -247,7 +238,7 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     if not cfg.MODEL.WEIGHTS:
         logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
-    frames = _sample_frames(sample_image, semantic)
+    inputs = _model_inputs(cfg, _sample_frames(sample_image, semantic))
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     meta = {
@@ -264,11 +255,11 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
         tmp = str(tmp)
         if semantic:
             module = IRSTDExportModule(model.net).eval()
-            inputs = _irstd_inputs(cfg, model, frames)
+            net_inputs = _irstd_inputs(model, inputs)
             exporter = export_irstd_onnx if fmt == "onnx" else export_irstd_torchscript
             with _export_errors(fmt, cfg.MODEL.IRSTD.NET):
-                exporter(module, inputs[0][0], tmp)
-            meta["checks"] = _check_irstd(module, tmp, inputs)
+                exporter(module, net_inputs[0][0], tmp)
+            meta["checks"] = _check_irstd(module, tmp, net_inputs)
             meta.update(
                 net=cfg.MODEL.IRSTD.NET,
                 pixel_mean=[float(v) for v in model.pixel_mean.flatten()],
@@ -281,12 +272,10 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
                 output="prob: (1, 1, H, W) float32 target probability (crop the padding)",
             )
         else:
-            prep = IRFrameInput(cfg)
-            image = prep.model_input(prep.prepare(frames[0])[0])["image"]
             exporter = export_rcnn_onnx if fmt == "onnx" else export_rcnn_torchscript
             with _export_errors(fmt, cfg.MODEL.META_ARCHITECTURE, "--format torchscript"):
-                schema = exporter(model, image, tmp)
-            meta["checks"] = _check_rcnn(model, schema, tmp, cfg, frames)
+                schema = exporter(model, inputs[0]["image"], tmp)
+            meta["checks"] = _check_rcnn(model, schema, tmp, inputs)
             meta["outputs"] = rcnn_output_names(schema)
             meta.update(
                 input="image: (3, H, W) float32 in INPUT.FORMAT after the test-time resize "
