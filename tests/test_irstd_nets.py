@@ -57,6 +57,22 @@ def test_built_from_config(name):
     assert build_irstd_net(cfg).channels == (6, 10, 20, 30, 40)
 
 
+@pytest.mark.parametrize("name", list(NETS))
+def test_the_norm_key_means_detectrons_norm_for_every_caller_of_the_builder(name):
+    from detectron2.layers import FrozenBatchNorm2d
+
+    cfg = ir_cfg(
+        "IRSTD/irstd_unet_W32_1500e_sirst.yaml",
+        ["MODEL.IRSTD.NET", name, "MODEL.IRSTD.BASE_CHANNELS", 4, "MODEL.IRSTD.NORM", "FrozenBN"],
+    )
+    net = build_irstd_net(cfg)
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in net.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    cfg.MODEL.IRSTD.NORM = "NoSuchNorm"
+    with pytest.raises(ValueError, match="MODEL.IRSTD.NORM"):
+        build_irstd_net(cfg)
+
+
 def test_the_dnanet_class_baseline_has_dnanets_size():
     net = NestedUNet(deep_supervision=True)  # DNANet's widths 16..256, 2 blocks per node
     assert sum(p.numel() for p in net.parameters()) == 4_692_440  # DNANet: 4.70 M (SGEM Table 1)

@@ -20,18 +20,24 @@ of constructor arguments.
 """
 
 
-def build_irstd_net(cfg, **overrides):
+def build_irstd_net(cfg):
     """
-    The net named by ``cfg.MODEL.IRSTD.NET``, built from its ``from_config(cfg)`` arguments
-    updated with ``overrides`` (e.g. ``norm=`` a callable where the config holds a detectron2
-    norm name, as :class:`ir_d2.modeling.IRSTDSegmentor` passes it).
+    The net named by ``cfg.MODEL.IRSTD.NET``, built from its ``from_config(cfg)`` arguments, with
+    ``MODEL.IRSTD.NORM`` resolved as a detectron2 norm name (:func:`ir_d2.modeling.norm.
+    resolve_norm`: "FrozenBN", "naiveSyncBN", ... mean what they mean in detectron2), then
+    initialised (``MODEL.IRSTD.INIT``, ``MODEL.IRSTD.PRIOR_PROB``).
     """
+    from ..norm import resolve_norm
+
     name = cfg.MODEL.IRSTD.NET
     if name not in IRSTD_NET_REGISTRY:
         known = sorted(k for k, _ in IRSTD_NET_REGISTRY)
         raise ValueError(f"MODEL.IRSTD.NET = {name!r} is not a registered net; known: {known}.")
     net_cls = IRSTD_NET_REGISTRY.get(name)
-    net = net_cls(**{**net_cls.from_config(cfg), **overrides})
+    args = net_cls.from_config(cfg)
+    if "norm" in args:
+        args["norm"] = resolve_norm(args["norm"], "MODEL.IRSTD.NORM")
+    net = net_cls(**args)
     if cfg.MODEL.IRSTD.INIT != "default":
         if not hasattr(net, "init_weights"):
             raise ValueError(

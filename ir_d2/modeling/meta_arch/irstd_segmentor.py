@@ -16,7 +16,6 @@ from ir_d2.evaluation.irstd_metrics import connected_targets
 from ir_d2.layers import NEG_LOSS_MODES, negative_sample_loss, soft_iou_loss
 
 from ..irstd import build_irstd_net
-from ..norm import resolve_norm
 
 __all__ = ["IRSTDSegmentor", "check_uint8_range", "irstd_input", "irstd_results"]
 
@@ -169,9 +168,7 @@ class IRSTDSegmentor(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         return {
-            "net": build_irstd_net(
-                cfg, norm=resolve_norm(cfg.MODEL.IRSTD.NORM, "MODEL.IRSTD.NORM")
-            ),
+            "net": build_irstd_net(cfg),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "size_divisibility": cfg.MODEL.IRSTD.SIZE_DIVISIBILITY,
