@@ -176,6 +176,7 @@ def test_what_needs_cuda_is_refused_on_the_cpu_naming_the_key(monkeypatch):
     with pytest.raises(ValueError, match="SOLVER.AMP.ENABLED"):
         setup_cfg(unet, ["MODEL.DEVICE", "cpu", "SOLVER.AMP.ENABLED", True])
     # a GPU config on a machine without CUDA: CPU in float32, said in the log line
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = setup_cfg(unet, ["MODEL.DEVICE", "cuda", "SOLVER.AMP.ENABLED", True])
     assert cfg.MODEL.DEVICE == "cpu" and not cfg.SOLVER.AMP.ENABLED
     # torch's SyncBatchNorm refuses CPU tensors once processes synchronise

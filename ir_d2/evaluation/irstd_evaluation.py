@@ -52,16 +52,15 @@ def instances_score_map(instances) -> np.ndarray:
         masks = instances.pred_masks.detach().cpu().numpy()
         if masks.dtype != bool:
             masks = masks > 0.5  # soft masks (N, H, W) in [0, 1]
-        for mask, score in zip(masks, scores):
-            np.maximum(out, np.where(mask, score, 0.0).astype(np.float32), out=out)
+        for mask, score in zip(masks, scores):  # in place, no frame-sized temporary per mask
+            np.maximum(out, np.float32(score), out=out, where=mask)
         return out
     if not instances.has("pred_boxes"):
         raise ValueError("IRSTDEvaluator: 'instances' without pred_masks or pred_boxes.")
     centers = instances.pred_boxes.get_centers().detach().cpu().numpy()
     cols = np.clip(np.floor(centers[:, 0]).astype(int), 0, width - 1)
     rows = np.clip(np.floor(centers[:, 1]).astype(int), 0, height - 1)
-    for r, c, score in zip(rows, cols, scores):
-        out[r, c] = max(out[r, c], score)
+    np.maximum.at(out, (rows, cols), scores.astype(np.float32))
     return out
 
 

@@ -55,7 +55,8 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 class _BoxPair:
     """Geometry shared by the IoU-family losses, in float32: widths, heights, centre offsets
-    (target minus prediction), the smallest enclosing box and the IoU."""
+    (target minus prediction), the smallest enclosing box, the IoU, and ``eps`` as the losses use
+    it (:func:`_low_precision_eps`)."""
 
     def __init__(self, boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float):
         if boxes1.shape != boxes2.shape or boxes1.shape[-1:] != (4,):
@@ -63,6 +64,7 @@ class _BoxPair:
                 "box losses expect two XYXY tensors of the same shape (..., 4), got "
                 f"{tuple(boxes1.shape)} and {tuple(boxes2.shape)}"
             )
+        self.eps = eps = _low_precision_eps(boxes1, eps)
         x1, y1, x2, y2 = boxes1.float().unbind(dim=-1)
         x1g, y1g, x2g, y2g = boxes2.float().unbind(dim=-1)
         # clamp: an inverted box counts as empty instead of giving a negative area
@@ -93,8 +95,8 @@ def _low_precision_eps(boxes: torch.Tensor, eps: float) -> float:
 
 
 def _ciou(boxes1, boxes2, eps):
-    eps = _low_precision_eps(boxes1, eps)
     g = _BoxPair(boxes1, boxes2, eps)
+    eps = g.eps
     diag2 = g.cw**2 + g.ch**2 + eps
     # eps in the denominators keeps zero-height boxes finite (detectron2's ciou_loss divides by h)
     v = (4 / math.pi**2) * (
@@ -117,8 +119,8 @@ def ciou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7) -> tor
 
 
 def _siou(boxes1, boxes2, eps):
-    eps = _low_precision_eps(boxes1, eps)
     g = _BoxPair(boxes1, boxes2, eps)
+    eps = g.eps
     # sigma: distance between the centres; eps^2 keeps d(sigma) finite for coincident centres
     sigma = torch.sqrt(g.dx**2 + g.dy**2 + eps * eps)
     # Angle cost Lambda = 1 - 2 sin^2(arcsin(x) - pi/4) = sin(2 arcsin x) is symmetric under
@@ -158,8 +160,8 @@ def siou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7) -> tor
 
 
 def _eiou(boxes1, boxes2, eps):
-    eps = _low_precision_eps(boxes1, eps)
     g = _BoxPair(boxes1, boxes2, eps)
+    eps = g.eps
     cw2, ch2 = g.cw**2, g.ch**2
     loss = (
         1
