@@ -32,14 +32,13 @@ def n_params(module):
     return count_parameters(module) / 1e6
 
 
-def use_datasets(root=None) -> str:
+def use_datasets(root=None) -> None:
     """Point ``IR_D2_DATASETS`` at ``root`` (else keep the environment's, else the project's
-    shared data when it is there) and return the folder."""
+    shared data when it is there)."""
     if root:
         os.environ["IR_D2_DATASETS"] = str(root)
     elif not os.environ.get("IR_D2_DATASETS") and SHARED_DATA.is_dir():
         os.environ["IR_D2_DATASETS"] = str(SHARED_DATA)
-    return os.environ.get("IR_D2_DATASETS", "datasets")
 
 
 def first_frames(dataset: str, n: int) -> str:
@@ -110,6 +109,17 @@ def train_briefly(config_file: str, minutes: float, output: str, name: str, opts
         f"trained {config_file} for {iterations} iterations ({minutes} min) on {cfg.DATASETS.TRAIN}"
     )
     return setup_cfg(config_file, [*common, "MODEL.WEIGHTS", f"{output}/{name}.pth"])
+
+
+def given_or_trained(config_file: str, weights: str, minutes: float, output: str, name: str):
+    """The config of ``config_file`` with ``weights`` on the CPU, or, without weights, the model
+    trained :func:`train_briefly` on ``sirst_train`` (tested on ``sirst_test``)."""
+    from ir_d2.engine.defaults import setup_cfg
+
+    if weights:
+        return setup_cfg(config_file, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"])
+    data = ["DATASETS.TRAIN", "('sirst_train',)", "DATASETS.TEST", "('sirst_test',)"]
+    return train_briefly(config_file, minutes, f"{output}/train", name, data)
 
 
 def write_report(folder, stem: str, tool: str, record: dict, markdown: str) -> None:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import torch
-from _common import markdown_table, train_briefly, use_datasets, write_report
+from _common import given_or_trained, markdown_table, use_datasets, write_report
 from detectron2.data import DatasetCatalog
 from detectron2.utils.logger import setup_logger
 
@@ -98,15 +98,6 @@ def fps_table(runtimes, repeat) -> list:
     return rows
 
 
-def trained_model(args):
-    if args.weights:
-        return setup_cfg(args.config_file, ["MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", "cpu"])
-    data = ["DATASETS.TRAIN", "('sirst_train',)", "DATASETS.TEST", "('sirst_test',)"]
-    return train_briefly(
-        args.config_file, args.train_minutes, f"{args.output}/train", "model_bench_deploy", data
-    )
-
-
 def iou_table(cfg, folder, test="sirst_test") -> list:
     """IoU, nIoU, Pd, Fa, F1 on ``test`` of the trained model through each runtime."""
     eager = IRPredictor(cfg)
@@ -169,7 +160,14 @@ def main(argv=None):
         runtimes = export_all(net, folder, torch.zeros(1, 3, *SIZES[0]))
         report["fps"] = fps_table(runtimes, args.repeat)
         if not args.skip_iou:
-            report["iou"] = iou_table(trained_model(args), folder)
+            cfg = given_or_trained(
+                args.config_file,
+                args.weights,
+                args.train_minutes,
+                args.output,
+                "model_bench_deploy",
+            )
+            report["iou"] = iou_table(cfg, folder)
     text = "## FPS, SGEM U-Net (8.63 M), batch 1, CPU\n\n" + markdown_table(
         ["size", "runtime", "ms", "FPS", "x eager"],
         [[r["size"], r["runtime"], r["ms"], r["fps"], r["x_eager"]] for r in report["fps"]],

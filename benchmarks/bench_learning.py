@@ -47,6 +47,7 @@ from ir_d2.data import IRSTDDatasetMapper
 from ir_d2.engine.defaults import resolve_config_file, setup_cfg
 from ir_d2.engine.trainer import IRTrainer
 from ir_d2.evaluation import IRSTDMetrics, build_irstd_evaluator
+from ir_d2.utils.fileio import atomic_write
 
 TOOL = "benchmarks/bench_learning.py"
 STUDY = [
@@ -154,11 +155,9 @@ def saved_row(config_file: str, args, device):
 
 
 def save_row(config_file: str, args, device, row: dict) -> None:
-    path = f"{row_dir(config_file, args)}/row.json"
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    # a half-written row never looks finished
+    with atomic_write(f"{row_dir(config_file, args)}/row.json") as f:
         json.dump({"tool": TOOL, "conditions": row_conditions(args, device), "row": row}, f)
-    os.replace(tmp, path)  # a half-written row never looks finished
 
 
 def last_loss(folder: str):
@@ -250,7 +249,6 @@ def main(argv=None):
         if row is None:
             row = train_and_score(name, config_file, args, device)
             save_row(config_file, args, device, row)
-        row.setdefault("last_loss", last_loss(row_dir(config_file, args)))  # rows saved before
         rows.append(row)
         print(
             markdown_table(

@@ -28,13 +28,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from _common import SHARED_DATA, markdown_table, train_briefly, use_datasets, write_report
+from _common import SHARED_DATA, given_or_trained, markdown_table, use_datasets, write_report
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401
-from ir_d2.engine.defaults import setup_cfg
 from ir_d2.tools.demo import IRVisualizationDemo
-from ir_d2.utils.temporal import TemporalFilter
+from ir_d2.utils.temporal import TemporalFilter, parse_k_of_n
 
 TOOL = "benchmarks/bench_video.py"
 CONFIG = "ir_d2://quick_schedules/irstd_sgem_unet_W8_quickstart.yaml"
@@ -86,15 +85,6 @@ def make_video(
     return truth
 
 
-def trained_cfg(args):
-    if args.weights:
-        return setup_cfg(CONFIG, ["MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", "cpu"])
-    data = ["DATASETS.TRAIN", "('sirst_train',)", "DATASETS.TEST", "('sirst_test',)"]
-    return train_briefly(
-        CONFIG, args.train_minutes, f"{args.output}/train", "model_bench_video", data
-    )
-
-
 def count(points_per_frame, truth, distance):
     hits = alarms = 0
     for points, true in zip(points_per_frame, truth):
@@ -124,8 +114,7 @@ def scene_rows(demo, scene: str, args, distance: float) -> dict:
     rows = []
     base_hits, base_alarms = count(detections, truth, distance)
     for rule in RULES:
-        k, n = (int(v) for v in rule.split("/"))
-        temporal = TemporalFilter(k, n, distance, args.speed)
+        temporal = TemporalFilter(*parse_k_of_n(rule), distance, args.speed)
         kept = [[p for p, keep in zip(d, temporal.update(d)) if keep] for d in detections]
         hits, alarms = count(kept, truth, distance)
         rows.append(
@@ -160,7 +149,9 @@ def main(argv=None):
     use_datasets(args.datasets)
     setup_logger(name="ir_d2")
     torch.manual_seed(0)
-    cfg = trained_cfg(args)
+    cfg = given_or_trained(
+        CONFIG, args.weights, args.train_minutes, args.output, "model_bench_video"
+    )
     distance = cfg.TEST.IRSTD.DISTANCE
     demo = IRVisualizationDemo(cfg)
     report = {"weights": cfg.MODEL.WEIGHTS, "speed": args.speed, "scenes": {}}

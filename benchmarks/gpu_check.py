@@ -31,13 +31,13 @@ import platform
 import resource
 import time
 
-import numpy as np
 import torch
 from _common import (
     first_frames,
     ir_cfg,
     markdown_table,
     n_params,
+    time_call,
     train_for,
     use_datasets,
     write_report,
@@ -91,20 +91,6 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, warmup: int, repeat: int) -> float:
-    """Median seconds of ``fn()`` over ``repeat`` calls after ``warmup``, synchronised."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 # ------------------------------------------------------------------------------------ part 1
 def fps_rows(device, warmup, repeat):
     nets = {name: build_irstd_net(ir_cfg(config)) for name, config in FPS_NETS}
@@ -123,7 +109,7 @@ def fps_rows(device, warmup, repeat):
             try:
                 with torch.no_grad():
                     xd = x.to(dtype)
-                    s = timed(lambda n=net, xd=xd: n(xd), device, warmup, repeat)
+                    s = time_call(lambda n=net, xd=xd: n(xd), warmup, repeat)
                 row.update(
                     ms=round(s * 1e3, 3), fps=float(f"{1.0 / s:.4g}")
                 )  # 4 significant digits
@@ -229,7 +215,7 @@ def rcnn_rows(device, warmup, repeat, train_warmup, train_iters):
         for amp in amp_modes:
             model.eval()
             with torch.no_grad(), torch.autocast(device.type, enabled=amp):
-                s = timed(lambda m=model: m(infer), device, warmup, repeat)
+                s = time_call(lambda m=model: m(infer), warmup, repeat)
             step, losses = train_step_seconds(model, batch, amp, device, train_warmup, train_iters)
             rows.append(
                 {

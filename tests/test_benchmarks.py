@@ -19,7 +19,7 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
     out = tmp_path / "gc"
     argv = ["--device", "cpu", "--minutes", "0.05", "--eval-frames", "4", "--workers", "0"]
     argv += ["--repeat", "1"]  # one timed call per figure: a smoke run
-    report = gpu_check.main([*argv, "--output", str(out), "--datasets", str(SHARED_DATA)])
+    gpu_check.main([*argv, "--output", str(out), "--datasets", str(SHARED_DATA)])
     saved = json.loads((out / "gpu_check.json").read_text())
     assert saved["tool"] == "benchmarks/gpu_check.py" and saved["device"] == "cpu"
     nets = {r["net"] for r in saved["fps"]}
@@ -29,20 +29,22 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
     params = {r["net"]: r["params_M"] for r in fp32}
     assert params["SGEM U-Net"] == pytest.approx(8.63, abs=0.01)  # the paper row's widths
     assert params["DNANet-class nested U-Net"] == pytest.approx(4.69, abs=0.01)
-    assert saved["fps_ratio_sgem_to_dnanet_class"]["paper"] == 12.67
+    fps = {r["net"]: r["fps"] for r in fp32}
+    ratio = saved["fps_ratio_sgem_to_dnanet_class"]["fp32"]  # derived from the measured FPS
+    assert ratio == round(fps["SGEM U-Net"] / fps["DNANet-class nested U-Net"], 2)
+    assert saved["fps_ratio_sgem_to_dnanet_class"]["fp16"] is None  # no fp16 figure on a CPU
     rcnn = {r["model"]: r for r in saved["rcnn"]}
     assert rcnn["BNSA final model"]["params_M"] > rcnn["Mask R-CNN R50-FPN"]["params_M"]
     assert all(r["losses"] == "finite" and not r["amp"] for r in saved["rcnn"])  # no AMP on CPU
     sgem = saved["sgem_nudt_sirst"]
     if (SHARED_DATA / "nudt-sirst").is_dir():
         assert sgem["iterations"] >= 1 and sgem["test_frames"] == 4
-        assert 0 <= sgem["IoU"] <= 100 and sgem["paper_IoU"] == 87.64
+        assert 0 <= sgem["IoU"] <= 100
     else:
         assert "NUDT-SIRST not found" in sgem["skipped"]
     text = (out / "gpu_check.md").read_text()
-    assert "## FPS at 256x256, batch 1" in text and "342 / 27" in text
+    assert f"{fps['SGEM U-Net']}" in text  # the table shows the measured figures
     assert text in capsys.readouterr().out
-    assert report["seconds_total"] == saved["seconds_total"]
     # a report of the same name written by something else is never replaced
     (out / "gpu_check.json").write_text("{}")
     with pytest.raises(ValueError, match="not written by benchmarks/gpu_check.py"):
