@@ -4,14 +4,12 @@ ExportedPredictor: :class:`IRPredictor`'s inputs and outputs for a small-target 
 """
 
 import logging
-from typing import Optional
 
-import numpy as np
 import torch
 
 from ..export.runtime import ExportedNet, read_export_metadata
 from ..modeling.meta_arch.irstd_segmentor import irstd_input, irstd_results
-from .predictor import IRFrameInput, suppress_invalid
+from .predictor import IRFrameInput
 
 __all__ = ["ExportedPredictor", "is_exported_model"]
 
@@ -68,18 +66,10 @@ class ExportedPredictor(IRFrameInput):
         self.pixel_std = torch.tensor(consts["pixel_std"]).view(-1, 1, 1)
         self.size_divisibility = consts["size_divisibility"]
 
-    def predict(self, image: np.ndarray, invalid: Optional[np.ndarray] = None) -> dict:
-        """The output for a prepared frame (:meth:`prepare`)."""
-        inputs = self.model_input(image)
+    def run_model(self, inputs: dict) -> dict:
         batch = irstd_input(
             [inputs["image"]], self.pixel_mean, self.pixel_std, self.size_divisibility
         )
         prob = torch.from_numpy(self.net(batch.tensor))
         size = (inputs["height"], inputs["width"])
-        predictions = irstd_results(prob, batch.image_sizes, [size], self.threshold)[0]
-        if invalid is not None:
-            suppress_invalid(predictions, invalid, self.invalid_margin, self.threshold)
-        return predictions
-
-    def __call__(self, original_image: np.ndarray) -> dict:
-        return self.predict(*self.prepare(original_image))
+        return irstd_results(prob, batch.image_sizes, [size], self.threshold)[0]

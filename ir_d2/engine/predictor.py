@@ -68,19 +68,17 @@ def suppress_invalid(predictions: dict, invalid: np.ndarray, margin: int, thresh
 
 class IRFrameInput:
     """
-    How an IR frame becomes a model input, shared by :class:`IRPredictor` and
-    :class:`ir_d2.engine.ExportedPredictor`: :meth:`prepare` (reading conventions, invalid
-    pixels) and :meth:`model_input` (the test-time resize of the mapper), set up from ``cfg``
-    (:meth:`setup_input`).
+    How an IR frame becomes a model input and the model's output a prediction, shared by
+    :class:`IRPredictor` and :class:`ir_d2.engine.ExportedPredictor`: :meth:`prepare` (reading
+    conventions, invalid pixels), :meth:`model_input` (the test-time resize of the mapper),
+    :meth:`predict` (the model, then nothing reported at invalid pixels) and ``predictor(frame)``.
+    A subclass implements :meth:`run_model`.
     """
 
     #: pixels around invalid ones where no target is reported
     invalid_margin = 3
 
     def __init__(self, cfg):
-        self.setup_input(cfg)
-
-    def setup_input(self, cfg) -> None:
         self.input_format = cfg.INPUT.FORMAT
         self.normalize = cfg.INPUT.IR.NORMALIZE
         self.percentiles = tuple(cfg.INPUT.IR.PERCENTILES)
@@ -124,6 +122,29 @@ class IRFrameInput:
         tensor = torch.as_tensor(aug_input.image.astype("float32").transpose(2, 0, 1))
         return {"image": tensor, "height": height, "width": width}
 
+    def run_model(self, inputs: dict) -> dict:
+        """The model's output for one :meth:`model_input` dict."""
+        raise NotImplementedError
+
+    def predict(self, image: np.ndarray, invalid: Optional[np.ndarray] = None) -> dict:
+        """The model's output for a prepared frame (:meth:`prepare`), with nothing reported in or
+        beside its ``invalid`` pixels."""
+        predictions = self.run_model(self.model_input(image))
+        if invalid is not None:
+            suppress_invalid(predictions, invalid, self.invalid_margin, self.threshold)
+        return predictions
+
+    def __call__(self, original_image: np.ndarray) -> dict:
+        """
+        Args:
+            original_image: HxW / HxWx1 gray or HxWx3 BGR frame (uint8, uint16, float with
+                NaN / inf pixels).
+
+        Returns:
+            dict: the model's output for this one frame, at its original size.
+        """
+        return self.predict(*self.prepare(original_image))
+
 
 class IRPredictor(IRFrameInput, DefaultPredictor):
     """
@@ -144,22 +165,8 @@ class IRPredictor(IRFrameInput, DefaultPredictor):
 
     def __init__(self, cfg):
         DefaultPredictor.__init__(self, cfg)
-        self.setup_input(cfg)
+        IRFrameInput.__init__(self, cfg)
 
-    def predict(self, image: np.ndarray, invalid: Optional[np.ndarray] = None) -> dict:
-        """The model's output for a prepared frame (:meth:`prepare`)."""
+    def run_model(self, inputs: dict) -> dict:
         with torch.no_grad():
-            predictions = self.model([self.model_input(image)])[0]
-        if invalid is not None:
-            suppress_invalid(predictions, invalid, self.invalid_margin, self.threshold)
-        return predictions
-
-    def __call__(self, original_image: np.ndarray):
-        """
-        Args:
-            original_image: HxW / HxWx1 gray or HxWx3 BGR frame (see the class docstring).
-
-        Returns:
-            dict: the model's output for this one frame.
-        """
-        return self.predict(*self.prepare(original_image))
+            return self.model([inputs])[0]
