@@ -12,7 +12,7 @@ from torch import nn
 
 from ir_d2.layers.norm import NormSpec
 
-from .aff import AFFBlock
+from .aff import AFFBlock, global_fusion
 from .build import IRSTD_NET_REGISTRY
 from .unet import NUM_LEVELS, IRSTDNetInitMixin, UNet, unet_channels, upsample_to
 
@@ -120,11 +120,8 @@ class NestedUNet(IRSTDNetInitMixin, nn.Module):
                     inputs.append(upsample_to(feats[(i - 1, j)], ref))
                 feats[(i, j)] = self.nodes[f"{i}_{j}"](torch.cat(inputs, 1))
         top = feats[(0, last)]
-        fused = [
-            upsample_to(p(feats[(k, last - k)]), top)
-            for p, k in zip(self.project, range(last, 0, -1))
-        ]
-        fused = self.fuse(torch.cat(fused + [top], 1))
+        coarse = [feats[(k, last - k)] for k in range(last, 0, -1)]  # deep to shallow
+        fused = global_fusion(coarse, top, self.project, self.fuse)
         if not self.deep_supervision:
             return self.heads[-1](fused)
         maps = [feats[(0, j)] for j in range(1, last)] + [fused]
