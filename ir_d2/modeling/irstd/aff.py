@@ -152,7 +152,6 @@ class AFFUNet(UNet):
         levels = AFF_FUSIONS[fusion]
         c = self.channels
         if levels:
-            self.fusion_levels = levels
             self.fusion_proj = nn.ModuleList([nn.Conv2d(c[i], c[0], 1) for i in levels])
             self.fusion_node = AFFBlock(c[0] * (len(levels) + 1), c[0], reduction, norm=self.norm)
 
@@ -166,8 +165,8 @@ class AFFUNet(UNet):
 
     def fuse(self, decoded, bottleneck):
         if self.fusion == "none":
-            return decoded[-1]
+            return super().fuse(decoded, bottleneck)
         # decoded holds dec3 (1/8), dec2, dec1, dec0 (full): level i is decoded[3 - i]
         by_level = {4: bottleneck, **{3 - k: d for k, d in enumerate(decoded)}}
-        features = [by_level[i] for i in self.fusion_levels]
+        features = [by_level[i] for i in AFF_FUSIONS[self.fusion]]
         return global_fusion(features, decoded[-1], self.fusion_proj, self.fusion_node)
