@@ -360,6 +360,7 @@ def _lovasz_terms(
     out: Optional[torch.Tensor] = None,
     kind: str = "softmax",
     classes: str = "present",
+    probs: Optional[torch.Tensor] = None,
 ):
     """
     Eqs. 15-17 of Wang & Ren 2025 (see :func:`lovasz_softmax_loss`, :func:`lovasz_hinge_loss`) on
@@ -378,6 +379,8 @@ def _lovasz_terms(
       sort serves both; the loss is the mean over the classes (``classes``: those present in the
       ROI's target, or both) of ``sum_k e_(k) g^c_k``, ``g^fg = _lovasz_grad(y_b sorted)`` and
       ``g^bg = _lovasz_grad(1 - y_b sorted)`` (eqs. 16-17); ``de/df = sign(p - y_b) p (1 - p)``.
+      ``probs``, when given, is ``sigmoid(f)`` already computed (the compound loss shares it);
+      it is read, never changed.
     """
     r, n = f.shape
     total = f.new_zeros(())
@@ -387,7 +390,7 @@ def _lovasz_terms(
         if kind == "hinge":
             errors = torch.add(fb, 1).addcmul_(fb, labels, value=-2).clamp_min_(0)
         else:
-            prob = fb.sigmoid()
+            prob = fb.sigmoid() if probs is None else probs[r0:r1]
             diff = torch.sub(prob, labels)  # p - y_b: its sign is de/dp
             errors = diff.abs()
         order = _sort_block(errors)
@@ -407,7 +410,8 @@ def _lovasz_terms(
         else:  # d e / d f = sign(p - y_b) p (1 - p), at the pixels
             dest = out[r0:r1]
             dest.view(-1).scatter_(0, order, grad)
-            dest.mul_(diff.sign_()).mul_(prob).mul_(prob.neg_().add_(1))
+            dest.mul_(diff.sign_()).mul_(prob)
+            dest.addcmul_(dest, prob, value=-1)  # x p (1 - p), prob left as it is
     return total
 
 
@@ -523,7 +527,7 @@ class _CompoundMaskLoss(torch.autograd.Function):
         den = den_raw.clamp(min=1e-7)
         dice = (1 - num / den).mean()
         out = buf if need_grad and w_lovasz != 0 else None
-        lovasz = _lovasz_terms(x, y, out=out, kind=lovasz_kind, classes=lovasz_classes) / r
+        lovasz = _lovasz_terms(x, y, out, lovasz_kind, lovasz_classes, probs=p) / r
         total = None
         for weight, value in zip(weights, (bce, dice, lovasz)):
             if weight != 0:
