@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from detectron2.data import transforms as T
 
-__all__ = ["IRRandomScale", "IRBrightnessContrast", "IRRandomGaussianBlur"]
+__all__ = ["IRRandomScale", "IRBrightnessContrast", "IRGaussianBlur", "IRRandomGaussianBlur"]
 
 
 class IRRandomScale(T.Augmentation):
@@ -63,28 +63,33 @@ def _blur(sigma, image):
     return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
 
 
-class IRRandomGaussianBlur(T.Augmentation):
-    """
-    With probability ``prob``, blur the frame with a Gaussian of standard deviation drawn
-    uniformly from ``[min_sigma, max_sigma]`` (OpenCV, kernel size from sigma); masks unchanged.
-    The SIRST-5K authors' training pipeline (DNANet's) does this with Pillow's
-    ``GaussianBlur(radius=random())``, whose radius is the standard deviation: ``prob`` 0.5,
-    sigma in [0, 1].
-    """
+class IRGaussianBlur(T.Augmentation):
+    """Blur the frame with a Gaussian of standard deviation drawn uniformly from
+    ``[min_sigma, max_sigma]`` (OpenCV, kernel size from sigma); masks unchanged."""
 
-    def __init__(self, prob: float = 0.5, min_sigma: float = 0.0, max_sigma: float = 1.0):
+    def __init__(self, min_sigma: float = 0.0, max_sigma: float = 1.0):
         super().__init__()
-        if not 0.0 <= prob <= 1.0 or not 0.0 <= min_sigma <= max_sigma:
-            raise ValueError(
-                f"INPUT.IR.BLUR_PROB={prob}, BLUR_SIGMA=[{min_sigma}, {max_sigma}]: need a "
-                "probability in [0, 1] and 0 <= low <= high"
-            )
         self._init(locals())
 
     def get_transform(self, image):
-        if np.random.rand() >= self.prob:
-            return T.NoOpTransform()
         sigma = float(np.random.uniform(self.min_sigma, self.max_sigma))
         if sigma < 0.05:  # a kernel of one pixel: nothing to do
             return T.NoOpTransform()
         return T.ColorTransform(partial(_blur, sigma))
+
+
+def IRRandomGaussianBlur(  # noqa: N802  (an augmentation, named as one)
+    prob: float = 0.5, min_sigma: float = 0.0, max_sigma: float = 1.0
+) -> T.Augmentation:
+    """
+    With probability ``prob``, :class:`IRGaussianBlur` (detectron2's ``RandomApply``). The
+    SIRST-5K authors' training pipeline (DNANet's) does this with Pillow's
+    ``GaussianBlur(radius=random())``, whose radius is the standard deviation: ``prob`` 0.5,
+    sigma in [0, 1].
+    """
+    if not 0.0 <= prob <= 1.0 or not 0.0 <= min_sigma <= max_sigma:
+        raise ValueError(
+            f"INPUT.IR.BLUR_PROB={prob}, BLUR_SIGMA=[{min_sigma}, {max_sigma}]: need a "
+            "probability in [0, 1] and 0 <= low <= high"
+        )
+    return T.RandomApply(IRGaussianBlur(min_sigma, max_sigma), prob)
