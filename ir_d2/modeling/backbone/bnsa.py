@@ -11,19 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ir_d2.layers.norm import NormSpec, get_norm
+from ir_d2.layers.norm import NormSpec, conv_norm
 
 __all__ = ["BNSA_LAYOUTS", "BNSABlock", "sa_attention_upsample", "sa_fuse"]
 
 
 def _conv_norm(in_ch: int, out_ch: int, k: int, norm: NormSpec) -> nn.Sequential:
-    """A k x k convolution ("same" padding), then the norm if any (bias only without a norm)."""
-    layer_norm = get_norm(norm, out_ch)
-    conv = nn.Conv2d(in_ch, out_ch, k, padding=k // 2, bias=layer_norm is None)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return nn.Sequential(conv, layer_norm) if layer_norm is not None else nn.Sequential(conv)
+    """:func:`ir_d2.layers.norm.conv_norm` as a Sequential, He-initialised."""
+    layers = conv_norm(in_ch, out_ch, k, norm)
+    nn.init.kaiming_normal_(layers[0].weight, mode="fan_out", nonlinearity="relu")
+    if layers[0].bias is not None:
+        nn.init.zeros_(layers[0].bias)
+    return nn.Sequential(*layers)
 
 
 def sa_attention_upsample(attn: torch.Tensor, size) -> torch.Tensor:

@@ -13,10 +13,10 @@ from functools import partial
 import torch
 from torch import nn
 
-from ir_d2.layers.norm import NormSpec
+from ir_d2.layers.norm import NormSpec, conv_norm
 
 from .build import IRSTD_NET_REGISTRY
-from .unet import UNet, conv_norm, upsample_to
+from .unet import UNet, upsample_to
 
 __all__ = [
     "AFF_FUSIONS",

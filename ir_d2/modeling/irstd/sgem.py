@@ -9,7 +9,7 @@ decoder-2 skip is replaced by a cross-attention between encoder-3 (E3) and decod
 import torch
 from torch import nn
 
-from ir_d2.layers.norm import NormSpec, get_norm
+from ir_d2.layers.norm import NormSpec, conv_norm
 
 from .build import IRSTD_NET_REGISTRY
 from .unet import UNet, upsample_to
@@ -75,16 +75,16 @@ class SGEM(nn.Module):
         self.query = nn.Conv2d(enc_channels, enc_channels, 1)
         self.key = nn.Conv2d(dec_channels, enc_channels, 1)
         self.mix = nn.Conv2d(enc_channels, enc_channels, 1)
-        layer_norm = get_norm(norm, enc_channels)
-        if zero_init and getattr(layer_norm, "weight", None) is None:
+        self.restore = nn.Sequential(
+            *conv_norm(enc_channels, enc_channels, 3, norm, groups=enc_channels)
+        )
+        if zero_init and (
+            len(self.restore) == 1 or getattr(self.restore[1], "weight", None) is None
+        ):
             raise ValueError(
                 f"MODEL.IRSTD.SGEM_ZERO_INIT needs a norm with a weight, got {norm!r} "
                 "(MODEL.IRSTD.NORM)."
             )
-        conv = nn.Conv2d(
-            enc_channels, enc_channels, 3, padding=1, groups=enc_channels, bias=layer_norm is None
-        )
-        self.restore = nn.Sequential(conv, *([layer_norm] if layer_norm is not None else []))
         if zero_init:
             nn.init.zeros_(self.restore[1].weight)
 

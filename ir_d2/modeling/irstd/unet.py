@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ir_d2.layers.norm import NormSpec, get_norm
+from ir_d2.layers.norm import NormSpec, conv_norm
 
 from .build import IRSTD_NET_REGISTRY
 
@@ -25,17 +25,6 @@ __all__ = [
 ]
 
 NUM_LEVELS = 5  # full resolution + 4 down-sampling stages
-
-
-def conv_norm(
-    in_channels: int, out_channels: int, kernel_size: int = 3, norm: NormSpec = "BN"
-) -> List[nn.Module]:
-    """A k x k convolution ("same" padding; a bias only without a norm) and the norm."""
-    layer_norm = get_norm(norm, out_channels)
-    conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=layer_norm is None
-    )
-    return [conv, *([layer_norm] if layer_norm is not None else [])]
 
 
 def conv_norm_relu(
