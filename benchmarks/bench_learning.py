@@ -86,11 +86,6 @@ def tophat_map(gray: np.ndarray, kernel: int) -> np.ndarray:
     return cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, se).astype(np.float32)
 
 
-def tophat_predict(gray, kernel, k):
-    r = tophat_map(gray, kernel)
-    return r > r.mean() + k * r.std()
-
-
 def irstd_frames(cfg, name):
     """(gray, bool mask) of every frame of ``name`` at its original size, read by the small-target
     test mapper (so masks are binarised as for the nets)."""
@@ -103,24 +98,30 @@ def irstd_frames(cfg, name):
     return out
 
 
-def score_tophat(frames, kernel, k):
+def score_tophat(responses, k):
+    """Metrics of the top-hat at threshold ``mean + k std`` over (response, mask) pairs."""
     m = IRSTDMetrics()
-    for gray, mask in frames:
-        m.update(tophat_predict(gray, kernel, k), mask)
+    for r, mask in responses:
+        m.update(r > r.mean() + k * r.std(), mask)
     return m.compute()
 
 
 def tuned_tophat(train_name, test_name):
-    """The top-hat row: kernel and k tuned for IoU on ``train_name``, scored on ``test_name``."""
+    """The top-hat row: kernel and k tuned for IoU on ``train_name``, scored on ``test_name``
+    (each kernel's response computed once per frame, for every k)."""
     cfg = setup_cfg(str(CONFIGS / "IRSTD/Base-IRSTD.yaml"), ["MODEL.DEVICE", "cpu"])
     train, test = irstd_frames(cfg, train_name), irstd_frames(cfg, test_name)
-    best = max(
-        ((kernel, k) for kernel in (5, 9, 13, 17) for k in (2, 3, 4, 6, 8, 12, 16, 24)),
-        key=lambda p: score_tophat(train, *p)["IoU"],
-    )
+    best, best_iou = None, -1.0
+    for kernel in (5, 9, 13, 17):
+        responses = [(tophat_map(gray, kernel), mask) for gray, mask in train]
+        for k in (2, 3, 4, 6, 8, 12, 16, 24):
+            iou = score_tophat(responses, k)["IoU"]
+            if iou > best_iou:
+                best, best_iou = (kernel, k), iou
+    kernel, k = best
     return {
-        "name": f"top-hat ({best[0]}x{best[0]} ellipse, k = {best[1]})",
-        **score_tophat(test, *best),
+        "name": f"top-hat ({kernel}x{kernel} ellipse, k = {k})",
+        **score_tophat([(tophat_map(gray, kernel), mask) for gray, mask in test], k),
     }
 
 
@@ -174,7 +175,7 @@ def last_loss(folder: str):
 
 def train_and_score(name, config_file, args, device):
     """One row: ``config_file`` trained for the budget, then scored by IRSTDEvaluator."""
-    probe = setup_cfg(config_file, ["MODEL.DEVICE", device])
+    probe = setup_cfg(config_file, ["MODEL.DEVICE", device, *args.opts])
     recipe = []
     if args.recipe == "small":
         recipe = SMALL_DETECTOR if is_detector(probe) else SMALL_IRSTD

@@ -192,12 +192,13 @@ class SIRST5KAugmentation:
             noise = self.noise_bank.sample(rng)
         if apply_n2n:
             image = n2n_displace(image, noise, self.alpha)  # a new array
-        if not self.negative:
-            return [(image if apply_n2n else image.copy(), mask.copy())]
-        pairs = negative_augment(
-            image, mask, self.patch_size, self.angles, self.mode, per_target=self.per_target
-        )
-        return pairs or [(image if apply_n2n else image.copy(), mask.copy())]  # no target
+        if self.negative:
+            pairs = negative_augment(
+                image, mask, self.patch_size, self.angles, self.mode, per_target=self.per_target
+            )
+            if pairs:  # none for a frame without targets: the single pair below
+                return pairs
+        return [(image if apply_n2n else image.copy(), mask.copy())]
 
     def __repr__(self) -> str:
         bank = len(self.noise_bank) if self.noise_bank is not None else None
