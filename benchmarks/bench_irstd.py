@@ -1,10 +1,11 @@
 """
-Parameters, GFLOPs (fvcore, one multiply-add = one flop) and FPS at 256x256, batch 1, of the
-small-target nets (U-Net, SGEM U-Net, AFF U-Net, built from their configs) and of the
-DNANet-class dense nested U-Net baseline (``ir_d2.modeling.NestedUNet``), measured in one run
-and printed like Table 1 of SGEM (Deng & Yang 2025) with FPS ratios to the baseline. Goal from
-the paper: SGEM U-Net at least 3x the FPS of the DNANet-class net on the same GPU (CPU figures are
-printed when no GPU is there).
+Parameters, GFLOPs (fvcore, one multiply-add = one flop) and FPS at 256x256, batch 1, of every
+small-target net of the papers' comparison tables (``_common.COMPARISON_NETS``: SGEM U-Net,
+U-Net, the SIRST-5K net, the AFF U-Net, DNANet, ACM, ALCNet, ISNet, UIU-Net, each built from its
+NUDT-SIRST config), measured in one run, interleaved, beside the figures SGEM's Table 1 and
+SIRST-5K's Table II print. Then SGEM's FPS ratios beside the paper's claims: 342 / 27 = 12.7x
+DNANet, more than 3x the fastest method (ACM here). On a CPU the figures are not the paper's
+regime (a CPU is bound by FLOPs); ``gpu_check.py`` measures them on a GPU.
 
     python3 benchmarks/bench_irstd.py [--repeat 20] [--size 256]
 """
@@ -12,57 +13,98 @@ printed when no GPU is there).
 import argparse
 
 import torch
-from _common import ir_cfg, n_params, time_call
-from fvcore.nn import FlopCountAnalysis
+from _common import (
+    COMPARISON_NETS,
+    PAPER_FPS_RATIO_DNANET,
+    PAPER_FPS_RATIO_FASTEST,
+    gflops,
+    ir_cfg,
+    markdown_table,
+    n_params,
+    time_call,
+)
 
 import ir_d2  # noqa: F401
-from ir_d2.modeling import NestedUNet, build_irstd_net
-
-NETS = [
-    ("U-Net", "IRSTD/irstd_unet_W32_1500e_sirst.yaml"),
-    ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_sirst.yaml"),
-    ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_bs256-1500e_sirst.yaml"),
-]
+from ir_d2.modeling import build_irstd_net
 
 
-def gflops(net, x):
-    counter = FlopCountAnalysis(net, x)
-    counter.unsupported_ops_warnings(False)
-    counter.uncalled_modules_warnings(False)
-    return counter.total() / 1e9
+def printed(figures: dict) -> str:
+    """The papers' parameter / GFLOPs figures of a net, as one cell."""
+    out = []
+    if "sgem" in figures:
+        out.append(f"{figures['sgem'][0]} M / {figures['sgem'][1]} G (SGEM T1)")
+    if "sirst5k" in figures:
+        out.append(f"{figures['sirst5k']} M (SIRST-5K T2)")
+    return "; ".join(out) or "—"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=20)
-    args = parser.parse_args()
+def measure(size: int, repeat: int, device: str):
+    """One row per net: params, GFLOPs, median FPS (the nets timed in turn, ``repeat`` rounds)."""
     torch.manual_seed(0)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    nets = {"DNANet-class nested U-Net": NestedUNet(deep_supervision=True)}
-    for name, config in NETS:
-        nets[name] = build_irstd_net(ir_cfg(config))
-    x = torch.randn(1, 3, args.size, args.size)
-    flops = {name: gflops(net.eval(), x) for name, net in nets.items()}
+    nets = {name: build_irstd_net(ir_cfg(config)).eval() for name, config, _ in COMPARISON_NETS}
+    x = torch.randn(1, 3, size, size)
+    flops = {name: gflops(net, x) for name, net in nets.items()}
     x = x.to(device)
     times = {name: [] for name in nets}
     with torch.no_grad():
         for net in nets.values():
-            net.to(device).eval()
-            time_call(lambda n=net: n(x), warmup=3, repeat=1)
-        for _ in range(args.repeat):  # interleaved, so drifts of the machine hit every net alike
+            net.to(device)
+            time_call(lambda n=net: n(x), warmup=2, repeat=1)
+        for _ in range(repeat):  # interleaved, so drifts of the machine hit every net alike
             for name, net in nets.items():
                 times[name].append(time_call(lambda n=net: n(x), warmup=0, repeat=1))
-    fps = {name: 1.0 / sorted(t)[len(t) // 2] for name, t in times.items()}
-    base = "DNANet-class nested U-Net"
-    print(f"device: {device}, input 1x3x{args.size}x{args.size}, median of {args.repeat}")
-    print(f"{'method':<27} {'params (M)':>10} {'GFLOPs':>8} {'FPS':>8} {'FPS ratio':>10}")
-    for name, net in nets.items():
-        print(
-            f"{name:<27} {n_params(net):>10.2f} {flops[name]:>8.2f} {fps[name]:>8.1f} "
-            f"{fps[name] / fps[base]:>10.2f}"
+    rows = []
+    for name, _, figures in COMPARISON_NETS:
+        t = sorted(times[name])
+        rows.append(
+            {
+                "net": name,
+                "params_M": round(n_params(nets[name]), 3),
+                "gflops": round(flops[name], 2),
+                "fps": round(1.0 / t[len(t) // 2], 2),
+                "printed": printed(figures),
+            }
         )
-    print(f"SGEM U-Net / DNANet-class FPS: {fps['SGEM U-Net'] / fps[base]:.2f} (goal >= 3 on GPU)")
+    return rows
+
+
+def ratios(rows) -> dict:
+    """SGEM U-Net's FPS over DNANet's, over ACM's and over the fastest other baseline's."""
+    fps = {r["net"]: r["fps"] for r in rows}
+    baselines = ("DNANet", "ACM", "ALCNet", "ISNet", "UIU-Net")
+    fastest = max(baselines, key=fps.get)
+    return {
+        "dnanet": round(fps["SGEM U-Net"] / fps["DNANet"], 2),
+        "acm": round(fps["SGEM U-Net"] / fps["ACM"], 2),
+        "fastest": fastest,
+        "fastest_ratio": round(fps["SGEM U-Net"] / fps[fastest], 2),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = measure(args.size, args.repeat, device)
+    r = ratios(rows)
+    print(
+        f"device: {device} ({torch.get_num_threads()} threads), input 1x3x{args.size}x{args.size},"
+        f" median of {args.repeat}\n"
+    )
+    header = ["net", "params (M)", "GFLOPs", "FPS", "the papers print"]
+    print(
+        markdown_table(
+            header, [[x["net"], x["params_M"], x["gflops"], x["fps"], x["printed"]] for x in rows]
+        )
+    )
+    print(
+        f"\nSGEM U-Net / DNANet FPS: {r['dnanet']} (paper: 342 / 27 = {PAPER_FPS_RATIO_DNANET:.1f})"
+        f"\nSGEM U-Net / ACM FPS: {r['acm']}; / the fastest baseline ({r['fastest']}): "
+        f"{r['fastest_ratio']} (paper: more than {PAPER_FPS_RATIO_FASTEST:.0f}x the fastest method)"
+    )
+    return rows, r
 
 
 if __name__ == "__main__":

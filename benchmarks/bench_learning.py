@@ -27,8 +27,6 @@ import json
 import os
 import time
 
-import cv2
-import numpy as np
 import torch
 from _common import (
     CONFIGS,
@@ -38,15 +36,14 @@ from _common import (
     use_datasets,
     write_report,
 )
-from detectron2.data import DatasetCatalog
+from bench_classical import DETECTORS, irstd_frames, responses, score, tune
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401
-from ir_d2.data import IRSTDDatasetMapper
 from ir_d2.engine.defaults import resolve_config_file, setup_cfg
 from ir_d2.engine.trainer import IRTrainer
-from ir_d2.evaluation import IRSTDMetrics, build_irstd_evaluator
+from ir_d2.evaluation import build_irstd_evaluator
 from ir_d2.utils.fileio import atomic_write
 
 TOOL = "benchmarks/bench_learning.py"
@@ -55,8 +52,8 @@ STUDY = [
     ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"),
     ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_bs256-1500e_nudt_sirst.yaml"),
     (
-        "AFF U-Net + N2N + neg + L_Neg",
-        "IRSTD/irstd_aff_unet-n2n-neg_W32_bs256-1500e_nudt_sirst.yaml",
+        "SIRST-5K net + N2N + neg + L_Neg",
+        "IRSTD/irstd_sirst5k_net-n2n-neg_W16_bs256-1500e_nudt_sirst.yaml",
     ),
     (
         "BNSA Mask R-CNN (final model)",
@@ -80,48 +77,15 @@ RUN = [
 ]  # fmt: skip
 
 
-def tophat_map(gray: np.ndarray, kernel: int) -> np.ndarray:
-    """White top-hat response of a gray frame (float32)."""
-    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))
-    return cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, se).astype(np.float32)
-
-
-def irstd_frames(cfg, name):
-    """(gray, bool mask) of every frame of ``name`` at its original size, read by the small-target
-    test mapper (so masks are binarised as for the nets)."""
-    mapper = IRSTDDatasetMapper(cfg, is_train=False)
-    out = []
-    for d in DatasetCatalog.get(name):
-        m = mapper(d)
-        bgr = np.ascontiguousarray(m["image"].permute(1, 2, 0).numpy())
-        out.append((cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), m["sem_seg"].numpy() > 0))
-    return out
-
-
-def score_tophat(responses, k):
-    """Metrics of the top-hat at threshold ``mean + k std`` over (response, mask) pairs."""
-    m = IRSTDMetrics()
-    for r, mask in responses:
-        m.update(r > r.mean() + k * r.std(), mask)
-    return m.compute()
-
-
 def tuned_tophat(train_name, test_name):
-    """The top-hat row: kernel and k tuned for IoU on ``train_name``, scored on ``test_name``
-    (each kernel's response computed once per frame, for every k)."""
+    """The top-hat row: element and k tuned for IoU on ``train_name``, scored on ``test_name``
+    (``bench_classical``'s tuning, each element's responses computed once per frame)."""
     cfg = setup_cfg(str(CONFIGS / "IRSTD/Base-IRSTD.yaml"), ["MODEL.DEVICE", "cpu"])
     train, test = irstd_frames(cfg, train_name), irstd_frames(cfg, test_name)
-    best, best_iou = None, -1.0
-    for kernel in (5, 9, 13, 17):
-        responses = [(tophat_map(gray, kernel), mask) for gray, mask in train]
-        for k in (2, 3, 4, 6, 8, 12, 16, 24):
-            iou = score_tophat(responses, k)["IoU"]
-            if iou > best_iou:
-                best, best_iou = (kernel, k), iou
-    kernel, k = best
+    kernel, k = tune("TopHat", DETECTORS["TopHat"][1], train)
     return {
         "name": f"top-hat ({kernel}x{kernel} ellipse, k = {k})",
-        **score_tophat([(tophat_map(gray, kernel), mask) for gray, mask in test], k),
+        **score(responses("TopHat", kernel, test), k),
     }
 
 

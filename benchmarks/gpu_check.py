@@ -4,9 +4,10 @@ defaults, needing nothing beyond the project's own set-up. It prints Markdown ta
 ``<output>/gpu_check.json`` and ``<output>/gpu_check.md``:
 
 1. FPS at 256x256, batch 1, float32 and float16 (the net cast to half), of the U-Net, the SGEM
-   U-Net, the AFF U-Net (their paper-row configs) and the DNANet-class nested U-Net, measured
-   alike (warm-up, synchronised, median); SGEM's FPS ratio to the DNANet-class net beside the
-   paper's 342 / 27 = 12.7x.
+   U-Net, the AFF U-Net, the SIRST-5K net and the baselines DNANet, ACM, ALCNet, ISNet and UIU-Net
+   (their NUDT-SIRST configs, ``_common.COMPARISON_NETS``), measured alike (warm-up,
+   synchronised, median); SGEM's FPS ratios to DNANet and to ACM beside the paper's
+   342 / 27 = 12.7x and "more than 3x the fastest method".
 2. Mask R-CNN R50-FPN at 640x512, vanilla against the final BNSA model (BNSA res3+res4,
    Focal-SIoU, BCE + Dice + Lovász): inference ms per image and training s per iteration (batch
    2), with mixed precision off and on (detectron2's ``SimpleTrainer`` / ``AMPTrainer``); the SGEM
@@ -33,6 +34,9 @@ import time
 
 import torch
 from _common import (
+    COMPARISON_NETS,
+    PAPER_FPS_RATIO_DNANET,
+    PAPER_FPS_RATIO_FASTEST,
     first_frames,
     ir_cfg,
     markdown_table,
@@ -44,15 +48,9 @@ from _common import (
 )
 
 import ir_d2  # noqa: F401
-from ir_d2.modeling import NestedUNet, build_irstd_net
+from ir_d2.modeling import build_irstd_net
 
 TOOL = "benchmarks/gpu_check.py"
-FPS_NETS = [
-    ("U-Net", "IRSTD/irstd_unet_W32_1500e_nudt_sirst.yaml"),
-    ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"),
-    ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_bs256-1500e_nudt_sirst.yaml"),
-]
-BASELINE = "DNANet-class nested U-Net"
 RCNN = [
     ("Mask R-CNN R50-FPN", "IR-InstanceSegmentation/mask_rcnn_R_50_FPN_100e_ircoco.yaml"),
     (
@@ -62,7 +60,7 @@ RCNN = [
     ),
 ]
 SGEM_ROW = "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"
-PAPER = {"SGEM FPS": 342.0, "DNANet FPS": 27.0, "IoU": 87.64, "F1": 93.41}
+PAPER = {"IoU": 87.64, "F1": 93.41}
 
 
 def _cpu_name() -> str:
@@ -93,8 +91,7 @@ def _sync(device):
 
 # ------------------------------------------------------------------------------------ part 1
 def fps_rows(device, warmup, repeat):
-    nets = {name: build_irstd_net(ir_cfg(config)) for name, config in FPS_NETS}
-    nets[BASELINE] = NestedUNet(deep_supervision=True)
+    nets = {name: build_irstd_net(ir_cfg(config)) for name, config, _ in COMPARISON_NETS}
     x = torch.randn(1, 3, 256, 256, device=device)
     rows = []
     for precision, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
@@ -121,13 +118,14 @@ def fps_rows(device, warmup, repeat):
     return rows
 
 
-def fps_ratios(rows):
+def fps_ratios(rows, baseline: str, paper):
+    """SGEM U-Net's FPS over ``baseline``'s, per precision, beside the paper's ratio."""
     fps = {(r["net"], r["precision"]): r["fps"] for r in rows}
     out = {}
     for precision in ("fp32", "fp16"):
-        sgem, base = fps.get(("SGEM U-Net", precision)), fps.get((BASELINE, precision))
+        sgem, base = fps.get(("SGEM U-Net", precision)), fps.get((baseline, precision))
         out[precision] = round(sgem / base, 2) if sgem and base else None
-    out["paper"] = round(PAPER["SGEM FPS"] / PAPER["DNANet FPS"], 2)
+    out["paper"] = paper
     return out
 
 
@@ -321,12 +319,12 @@ def markdown(report) -> str:
             ],
         )
     )
-    ratios = report["fps_ratio_sgem_to_dnanet_class"]
-    out.append(
-        f"\nSGEM U-Net / DNANet-class FPS: {_ratio(ratios['fp32'])} (fp32), "
-        f"{_ratio(ratios['fp16'])} (fp16); "
-        f"the paper: 342 / 27 = {ratios['paper']}x (SGEM vs DNANet, the authors' GPU)\n"
-    )
+    for baseline, key in (("DNANet", "fps_ratio_sgem_to_dnanet"), ("ACM", "fps_ratio_sgem_to_acm")):
+        ratios = report[key]
+        out.append(
+            f"\nSGEM U-Net / {baseline} FPS: {_ratio(ratios['fp32'])} (fp32), "
+            f"{_ratio(ratios['fp16'])} (fp16); the paper: {ratios['paper']}x (the authors' GPU)\n"
+        )
     out.append("\n## Mask R-CNN at 640x512 and the SGEM U-Net's training step\n\n")
     out.append(
         markdown_table(
@@ -413,7 +411,12 @@ def main(argv=None):
         },
     }
     report["fps"] = fps_rows(device, warmup, repeat)
-    report["fps_ratio_sgem_to_dnanet_class"] = fps_ratios(report["fps"])
+    report["fps_ratio_sgem_to_dnanet"] = fps_ratios(
+        report["fps"], "DNANet", round(PAPER_FPS_RATIO_DNANET, 2)
+    )
+    report["fps_ratio_sgem_to_acm"] = fps_ratios(
+        report["fps"], "ACM", f"> {PAPER_FPS_RATIO_FASTEST:.0f} (the fastest method)"
+    )
     report["rcnn"] = rcnn_rows(device, warmup, max(1, repeat // 5), 3 if on_gpu else 0, train_iters)
     report["sgem_nudt_sirst"] = timeboxed_sgem(
         device, args.minutes, args.eval_frames, args.output, args.workers

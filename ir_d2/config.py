@@ -52,6 +52,7 @@ def add_ir_config(cfg):
     _add_roi_heads_config(cfg)
     _add_data_config(cfg)
     _add_irstd_config(cfg)
+    _add_irstd_baselines_config(cfg)
     _add_sirst5k_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
@@ -140,15 +141,21 @@ def _add_data_config(cfg):
 def _add_irstd_config(cfg):
     """Small-target segmentation: IRSTDSegmentor and its nets (SGEM, SIRST-5K AFF)."""
     cfg.MODEL.IRSTD = CN()
-    # Net built from ir_d2.modeling.IRSTD_NET_REGISTRY: "UNet", "SGEMUNet" or "AFFUNet".
+    # Net built from ir_d2.modeling.IRSTD_NET_REGISTRY: the papers' "UNet", "SGEMUNet",
+    # "AFFUNet", "SIRST5KNet", and the baselines "DNANet", "ACM", "ALCNet", "ISNet", "UIUNet".
     cfg.MODEL.IRSTD.NET = "UNet"
     # Inputs are padded to a multiple of this (4 down-sampling stages need 16; 32 is safe).
     cfg.MODEL.IRSTD.SIZE_DIVISIBILITY = 32
     # Channels of the first U-Net stage; each down-sampling stage doubles them.
     cfg.MODEL.IRSTD.BASE_CHANNELS = 32
-    # Widths of the 5 U-Net levels (full resolution first), overriding BASE_CHANNELS; [] derives
-    # them as BASE_CHANNELS * (1, 2, 4, 8, 16). SGEM widens the first stage this way.
+    # Widths of the net's levels (full resolution first), overriding BASE_CHANNELS; [] derives
+    # them as BASE_CHANNELS * (1, 2, 4, ...) for the U-Net family and DNANet (5 levels; SGEM widens
+    # the first this way) and takes the authors' widths for ACM, ALCNet and ISNet (4 levels: the
+    # stem, then 3 stages; [8, 16, 32, 64]), which ignore BASE_CHANNELS.
     cfg.MODEL.IRSTD.CHANNELS = []
+    # Residual blocks per down-sampling stage; [] takes the net's default (DNANet: [2, 2, 2, 2],
+    # SIRST5KNet: [3, 4, 6, 3], ACM: [3, 3, 3], ALCNet and ISNet: [4, 4, 4]).
+    cfg.MODEL.IRSTD.BLOCKS = []
     # Norm of every conv of the nets: "BN" (the papers'), "GN", "SyncBN" (torch's, CUDA),
     # "naiveSyncBN" (detectron2's all-reduce, also across CPU processes), "FrozenBN" or "".
     cfg.MODEL.IRSTD.NORM = "BN"
@@ -156,8 +163,17 @@ def _add_irstd_config(cfg):
     cfg.MODEL.IRSTD.IN_CHANNELS = 3
     # Smoothing constant s of the Soft-IoU loss (SGEM eq. 4, SIRST-5K eq. 8).
     cfg.MODEL.IRSTD.SOFT_IOU_SMOOTH = 1.0
-    # True: nets that support it return several outputs and the losses are averaged.
+    # True: nets that support it return several outputs, each scored by the loss.
     cfg.MODEL.IRSTD.DEEP_SUPERVISION = False
+    # How the losses of several outputs combine: "mean" (DNANet's and SIRST-5K's code) or "sum"
+    # (UIU-Net's code).
+    cfg.MODEL.IRSTD.DS_REDUCTION = "mean"
+    # Segmentation loss of every output: "soft_iou" (SGEM eq. 4, SIRST-5K eq. 8, DNANet, ACM,
+    # ALCNet) or "bce" (binary cross-entropy, mean over pixels: UIU-Net's code).
+    cfg.MODEL.IRSTD.LOSS = "soft_iou"
+    # ISNet: weight of the binary cross-entropy of the edge map against the mask's edges (the
+    # authors' code: 10); used only by nets that return an edge map in training.
+    cfg.MODEL.IRSTD.EDGE_LOSS_WEIGHT = 10.0
     # AFFUNet: reduction r of the channel-attention MLP, C -> C/r -> C (SIRST-5K eq. 5; CBAM: 16).
     cfg.MODEL.IRSTD.AFF_REDUCTION = 16
     # SGEMUNet: start SGEM's last BatchNorm at zero, so the net is the U-Net at init (ours).
@@ -171,8 +187,40 @@ def _add_irstd_config(cfg):
     cfg.MODEL.IRSTD.PRIOR_PROB = 0.0
     # Probability above which a pixel is a target at inference.
     cfg.MODEL.IRSTD.THRESHOLD = 0.5
-    # Negative-sample loss over a frame's rotated variants (SIRST-5K): "none", "sum" or "min".
+    # Negative-sample loss over a frame's rotated variants (SIRST-5K): "none", "sum" (eq. 9),
+    # "min" (Algorithm 2 as a running minimum) or "min_literal" (Algorithm 2 as written).
     cfg.MODEL.IRSTD.NEG_LOSS = "none"
+
+
+def _add_irstd_baselines_config(cfg):
+    """The small-target baselines the papers compare with (SGEM Table 1, SIRST-5K Tables I-II)."""
+    # ACM (Dai et al., WACV 2021) and ALCNet (Dai et al., TGRS 2021).
+    cfg.MODEL.IRSTD.ACM = CN()
+    # ACM decoder: "fpn" (ASKCResNetFPN, train_dentist.py's defaults) or "unet" (ASKCResUNet).
+    cfg.MODEL.IRSTD.ACM.ARCH = "fpn"
+    # ALCNet: cyclic shifts of the multiscale local contrast (the code's cal_mpcm; [13]: single).
+    cfg.MODEL.IRSTD.ACM.ALC_SHIFTS = [13, 17]
+    # ISNet (Zhang et al., CVPR 2022).
+    cfg.MODEL.IRSTD.ISNET = CN()
+    # ISNet: width of the full-resolution shape branch (TFD edge blocks; the code: 64).
+    cfg.MODEL.IRSTD.ISNET.EDGE_CHANNELS = 64
+    # ISNet: TOAA deform conv "auto" (torchvision, plain torch in export), "torchvision", "sampling"
+    cfg.MODEL.IRSTD.ISNET.DEFORM_IMPL = "auto"
+    # ISNet: also build the authors' never-called modules, frozen (1.09 M parameters as SGEM).
+    cfg.MODEL.IRSTD.ISNET.UNUSED_MODULES = True
+    # ISNet: the code's init (conv N(0, 0.02), BN weight N(1, 0.02), BN bias N(0, 1)).
+    cfg.MODEL.IRSTD.ISNET.AUTHORS_INIT = True
+    # ISNet edge loss: the code's Soft-IoU term on sigmoid(sigmoid(z)); False: sigmoid(z).
+    cfg.MODEL.IRSTD.ISNET.EDGE_IOU_DOUBLE_SIGMOID = True
+    # UIU-Net (Wu et al., TIP 2022).
+    cfg.MODEL.IRSTD.UIUNET = CN()
+    # The classical detectors "TopHat" and "MaxMedian" (SIRST-5K Table I), thresholded at
+    # mean + K * std of their response.
+    cfg.MODEL.IRSTD.CLASSICAL = CN()
+    # Side of the top-hat's elliptical structuring element / of the Max-Median window (pixels).
+    cfg.MODEL.IRSTD.CLASSICAL.KERNEL = 5
+    # Threshold in standard deviations of the frame's response above its mean.
+    cfg.MODEL.IRSTD.CLASSICAL.K = 4.0
 
 
 def _add_sirst5k_config(cfg):

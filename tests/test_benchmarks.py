@@ -13,6 +13,7 @@ from conftest import REPO_ROOT, SHARED_DATA
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import gpu_check  # noqa: E402
+from _common import COMPARISON_NETS  # noqa: E402
 
 
 def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
@@ -22,17 +23,21 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
     gpu_check.main([*argv, "--output", str(out), "--datasets", str(SHARED_DATA)])
     saved = json.loads((out / "gpu_check.json").read_text())
     assert saved["tool"] == "benchmarks/gpu_check.py" and saved["device"] == "cpu"
-    nets = {r["net"] for r in saved["fps"]}
-    assert nets == {"U-Net", "SGEM U-Net", "AFF U-Net", "DNANet-class nested U-Net"}
+    nets = [r["net"] for r in saved["fps"] if r["precision"] == "fp32"]
+    assert nets == [name for name, _, _ in COMPARISON_NETS]  # every net of the papers' tables
+    assert {"DNANet", "ACM", "ALCNet", "ISNet", "UIU-Net", "SIRST-5K net"} <= set(nets)
     fp32 = [r for r in saved["fps"] if r["precision"] == "fp32"]
     assert all(r["fps"] > 0 and r["ms"] == pytest.approx(1e3 / r["fps"], rel=0.02) for r in fp32)
     params = {r["net"]: r["params_M"] for r in fp32}
     assert params["SGEM U-Net"] == pytest.approx(8.63, abs=0.01)  # the paper row's widths
-    assert params["DNANet-class nested U-Net"] == pytest.approx(4.69, abs=0.01)
+    assert params["DNANet"] == pytest.approx(4.697, abs=0.001)
+    assert params["UIU-Net"] == pytest.approx(50.54, abs=0.01)
     fps = {r["net"]: r["fps"] for r in fp32}
-    ratio = saved["fps_ratio_sgem_to_dnanet_class"]["fp32"]  # derived from the measured FPS
-    assert ratio == round(fps["SGEM U-Net"] / fps["DNANet-class nested U-Net"], 2)
-    assert saved["fps_ratio_sgem_to_dnanet_class"]["fp16"] is None  # no fp16 figure on a CPU
+    for baseline in ("DNANet", "ACM"):  # derived from the measured FPS
+        ratio = saved[f"fps_ratio_sgem_to_{baseline.lower()}"]
+        assert ratio["fp32"] == round(fps["SGEM U-Net"] / fps[baseline], 2)
+        assert ratio["fp16"] is None  # no fp16 figure on a CPU
+    assert saved["fps_ratio_sgem_to_dnanet"]["paper"] == round(342 / 27, 2)
     rcnn = {r["model"]: r for r in saved["rcnn"]}
     assert rcnn["BNSA final model"]["params_M"] > rcnn["Mask R-CNN R50-FPN"]["params_M"]
     assert all(r["losses"] == "finite" and not r["amp"] for r in saved["rcnn"])  # no AMP on CPU
@@ -68,3 +73,50 @@ def test_bench_learning_trains_any_config_for_a_budget_and_scores_it_beside_toph
     assert saved["tool"] == "benchmarks/bench_learning.py" and saved["rows"] == report["rows"]
     table = (tmp_path / "bench_learning.md").read_text()
     assert "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml |" in table  # named by its config
+
+
+def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_alike():
+    """The parity harness refuses an official train.py it does not recognise (one line naming
+    the text it looks for), and scores saved probability maps through IRSTDEvaluator: the ground
+    truth itself scores 100."""
+    import bench_parity
+    import numpy as np
+    from _common import first_frames, use_datasets
+    from detectron2.data import DatasetCatalog
+    from PIL import Image
+
+    from ir_d2.utils.cli import CommandLineError
+
+    with pytest.raises(CommandLineError, match="train.py no longer contains"):
+        bench_parity.patched_train_py("print('not the authors' code')\n", "dnanet")
+    if not (SHARED_DATA / "nudt-sirst").is_dir():
+        pytest.skip(f"real IR data {SHARED_DATA / 'nudt-sirst'} is absent")
+    use_datasets(str(SHARED_DATA))
+    frames = first_frames("nudt_sirst_test", 3)
+    masks = [
+        (np.asarray(Image.open(r["sem_seg_file_name"])) > 127).astype(np.float32)
+        for r in DatasetCatalog.get(frames)
+    ]
+    scores = bench_parity.score_probs(np.stack(masks), frames)
+    assert scores["IoU"] == 100.0 and scores["Pd"] == 100.0 and scores["Fa"] == 0.0
+    assert bench_parity.score_probs(np.zeros((3, 256, 256), np.float32), frames)["IoU"] == 0.0
+    with pytest.raises(ValueError, match="2 official predictions for 3 test frames"):
+        bench_parity.score_probs(np.stack(masks[:2]), frames)
+
+
+def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
+    import bench_overfit
+
+    if not (SHARED_DATA / "nudt-sirst").is_dir():
+        pytest.skip(f"real IR data {SHARED_DATA / 'nudt-sirst'} is absent")
+    argv = ["--family", "unet", "--minutes", "0.02", "--frames", "2", "--every", "2"]
+    argv += ["--output", str(tmp_path), "--datasets", str(SHARED_DATA)]
+    (row,) = bench_overfit.main(argv)
+    assert row["frames"] == "nudt_sirst_train_first2" and row["metric"] == "IoU"
+    assert row["curve"] and all(
+        p["iteration"] % 2 == 0 or p is row["curve"][-1] for p in row["curve"]
+    )
+    assert row["reached"] == (row["best"] > 90) and 0 <= row["best"] <= 100
+    saved = json.loads((tmp_path / "bench_overfit.json").read_text())
+    assert saved["tool"] == "benchmarks/bench_overfit.py" and saved["rows"] == [row]
+    assert "| U-Net | width 16 | IoU |" in (tmp_path / "bench_overfit.md").read_text()

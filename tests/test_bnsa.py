@@ -111,6 +111,16 @@ def test_block_forward_recomputes_the_shared_layout():
     torch.testing.assert_close(block(x), expected)
 
 
+def test_the_block_called_from_python_is_the_papers_plain_form():
+    """BNSABlock(C) with no arguments is what MODEL.BNSA.RESIDUAL's default builds: the paper's
+    plain form, out = BNSA(x), with no residual scale."""
+    from ir_d2.config import get_ir_cfg
+
+    block = BNSABlock(16)
+    assert block.residual is False and not hasattr(block, "scale")
+    assert get_ir_cfg().MODEL.BNSA.RESIDUAL is block.residual
+
+
 def test_block_rejects_wrong_channels():
     with pytest.raises(ValueError, match="BNSABlock\\(8\\)"):
         BNSABlock(8, norm="")(torch.zeros(1, 4, 8, 8))

@@ -29,7 +29,7 @@ NETS = {
     "UNet": "ir_d2://IRSTD/irstd_unet_W32_1500e_sirst.yaml",
     "SGEMUNet": "ir_d2://IRSTD/irstd_sgem_unet_W40_1500e_sirst.yaml",
     "AFFUNet": "ir_d2://IRSTD/irstd_aff_unet_W32_bs256-1500e_sirst.yaml",
-    "NestedUNet": "ir_d2://IRSTD/irstd_nested_unet_W16_1500e_nudt_sirst.yaml",
+    "DNANet": "ir_d2://IRSTD/irstd_dnanet_W16_bs16-1500e_nudt_sirst.yaml",
 }
 SMALL = ["MODEL.IRSTD.CHANNELS", "[4, 8, 16, 32, 64]", "MODEL.DEVICE", "cpu"]
 RCNN = (

@@ -103,3 +103,49 @@ def test_matches_numpy_and_stays_in_range(n, h, w, smooth, scale, seed, density)
     assert perfect.item() == pytest.approx(0.0, abs=1e-6)
     assert wrong.item() == pytest.approx(1 - smooth / (n * h * w + smooth), abs=1e-6)
     assert perfect.item() <= loss.item() + 1e-6 and loss.item() <= wrong.item() + 1e-6
+
+
+# ----------------------------------------------------------------------- binary cross-entropy
+def _np_bce(logits, targets):
+    """Independent NumPy form of UIU-Net's BCELoss on sigmoid outputs, mean over pixels."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    t = np.asarray(targets, dtype=np.float64).reshape(p.shape)
+    return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
+
+
+@settings(max_examples=40)
+@given(
+    n=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    scale=st.floats(0.0, 8.0),
+    seed=st.integers(0, 2**16),
+)
+def test_bce_matches_numpy_and_leaves_padding_out(n, h, w, scale, seed):
+    from ir_d2.layers import binary_cross_entropy_loss
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, 1, h, w, generator=g, dtype=torch.float64) * scale
+    targets = (torch.rand(n, h, w, generator=g) < 0.3).double()
+    loss = binary_cross_entropy_loss(logits, targets)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(_np_bce(logits, targets), rel=1e-5, abs=1e-6)
+    per_image = binary_cross_entropy_loss(logits, targets, per_image=True)
+    expected = [_np_bce(logits[i], targets[i]) for i in range(n)]
+    assert per_image.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # a padded copy (extra columns of wild logits, valid = 0 there) gives the same loss
+    pad = torch.full((n, 1, h, 3), 30.0, dtype=torch.float64)
+    padded = torch.cat([logits, pad], dim=-1)
+    valid = torch.cat([torch.ones(n, h, w), torch.zeros(n, h, 3)], dim=-1)
+    padded_targets = torch.cat([targets, torch.zeros(n, h, 3, dtype=torch.float64)], dim=-1)
+    got = binary_cross_entropy_loss(padded, padded_targets, valid=valid)
+    assert got.item() == pytest.approx(loss.item(), rel=1e-5, abs=1e-6)
+
+
+def test_bce_at_zero_logits_is_log_2():
+    from ir_d2.layers import binary_cross_entropy_loss
+
+    loss = binary_cross_entropy_loss(torch.zeros(2, 1, 4, 4), torch.rand(2, 4, 4))
+    assert loss.item() == pytest.approx(np.log(2.0), rel=1e-6)
+    with pytest.raises(ValueError, match="targets"):
+        binary_cross_entropy_loss(torch.zeros(1, 1, 4, 4), torch.zeros(5))

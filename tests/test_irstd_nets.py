@@ -8,12 +8,26 @@ import torch.nn.functional as F
 from conftest import ir_cfg
 
 import ir_d2  # noqa: F401  (registration)
-from ir_d2.modeling import IRSTD_NET_REGISTRY, AFFUNet, NestedUNet, SGEMUNet, UNet, build_irstd_net
+from ir_d2.modeling import (
+    IRSTD_NET_REGISTRY,
+    AFFUNet,
+    DNANet,
+    SGEMUNet,
+    SIRST5KNet,
+    UNet,
+    build_irstd_net,
+)
 from ir_d2.modeling.irstd import SGEM, ChannelAttention, SpatialAttention
 from ir_d2.modeling.irstd.aff import AFFBlock
 from ir_d2.modeling.irstd.sgem import sgem_attention
 
-NETS = {"UNet": UNet, "SGEMUNet": SGEMUNet, "AFFUNet": AFFUNet, "NestedUNet": NestedUNet}
+NETS = {
+    "UNet": UNet,
+    "SGEMUNet": SGEMUNet,
+    "AFFUNet": AFFUNet,
+    "DNANet": DNANet,
+    "SIRST5KNet": SIRST5KNet,
+}
 
 
 def test_registry_names():
@@ -73,21 +87,92 @@ def test_the_norm_key_means_detectrons_norm_for_every_caller_of_the_builder(name
         build_irstd_net(cfg)
 
 
-def test_the_dnanet_class_baseline_has_dnanets_size():
-    net = NestedUNet(deep_supervision=True)  # DNANet's widths 16..256, 2 blocks per node
-    assert sum(p.numel() for p in net.parameters()) == 4_692_440  # DNANet: 4.70 M (SGEM Table 1)
-    assert net.channels == (16, 32, 64, 128, 256)
-    # one output without deep supervision: the fused head, the same as the list's last
+def _res_cbam_params(cin, cout):
+    """Parameters of DNANet's Res_CBAM_block, counted from its definition: two 3x3 convs with
+    bias + BN, the channel-attention MLP (no bias), the 7x7 spatial-attention conv (no bias) and,
+    when the width changes, a 1x1 conv with bias + BN on the shortcut."""
+    n = (9 * cin * cout + cout) + 2 * cout + (9 * cout * cout + cout) + 2 * cout
+    n += 2 * cout * max(1, cout // 16) + 2 * 49
+    if cin != cout:
+        n += cin * cout + cout + 2 * cout
+    return n
+
+
+def _dnanet_params(blocks, c=(16, 32, 64, 128, 256), cin=3, heads=4):
+    def stage(a, b, level):
+        n = blocks[level - 1] if level else 1
+        return _res_cbam_params(a, b) + (n - 1) * _res_cbam_params(b, b)
+
+    total = sum(stage(cin if i == 0 else c[i - 1], c[i], i) for i in range(5))
+    for j in range(1, 5):
+        for i in range(5 - j):
+            total += stage(j * c[i] + c[i + 1] + (c[i - 1] if i else 0), c[i], i)
+    total += sum(c[k] * c[0] + c[0] for k in (4, 3, 2, 1))  # 1x1 projections of the fusion
+    total += stage(5 * c[0], c[0], 0)  # the fusion node
+    return total + heads * (c[0] + 1)
+
+
+@pytest.mark.parametrize(
+    "cls, blocks, expected",
+    [(DNANet, (2, 2, 2, 2), 4_696_888), (SIRST5KNet, (3, 4, 6, 3), 8_792_702)],
+)
+def test_dnanet_and_the_sirst5k_net_have_the_authors_parameter_counts(cls, blocks, expected):
+    # DNANet: 4.70 M (SGEM Table 1, SIRST-5K Table II); the SIRST-5K net: 8.79 M (Table II)
+    net = cls(3, deep_supervision=True)
+    assert net.blocks == blocks and net.channels == (16, 32, 64, 128, 256)
+    assert sum(p.numel() for p in net.parameters()) == expected == _dnanet_params(blocks)
+    single = cls(3, deep_supervision=False)
+    assert sum(p.numel() for p in single.parameters()) == _dnanet_params(blocks, heads=1)
+
+
+def test_dnanet_single_output_is_the_deep_supervision_lists_last():
     torch.manual_seed(0)
-    x = torch.randn(1, 3, 40, 24)
-    single = NestedUNet(3, 4, deep_supervision=False).eval()
-    torch.manual_seed(0)
-    deep = NestedUNet(3, 4, deep_supervision=True).eval()
-    deep.load_state_dict(single.state_dict())
+    x = torch.randn(1, 3, 48, 32)
+    single = DNANet(3, 4, deep_supervision=False).eval()
+    deep = DNANet(3, 4, deep_supervision=True).eval()
+    state = {k: v for k, v in single.state_dict().items() if not k.startswith("heads.")}
+    state.update({f"heads.{k}": v for k, v in deep.heads.state_dict().items()})
+    deep.load_state_dict(state)
+    deep.heads[-1].load_state_dict(single.heads[0].state_dict())
     with torch.no_grad():
-        assert torch.equal(single(x), deep(x)[-1])
+        outs = deep(x)
+        assert len(outs) == 4 and all(o.shape == (1, 1, 48, 32) for o in outs)
+        assert torch.equal(single(x), outs[-1])
     single.set_output_prior(0.01)
-    assert all(torch.allclose(h.bias, torch.tensor(-4.59512), atol=1e-4) for h in single.heads)
+    assert torch.allclose(single.heads[0].bias, torch.tensor(-4.59512), atol=1e-4)
+    assert deep.output_heads()[0] is deep.heads[-1]
+    with pytest.raises(ValueError, match="MODEL.IRSTD.BLOCKS"):
+        DNANet(3, blocks=[2, 2, 2])
+
+
+def test_dnanet_resampling_is_the_codes_fixed_factor_resampling_on_multiples_of_16():
+    """Resizing to the reference node's size with aligned corners equals the code's
+    ``nn.Upsample(scale_factor=s, align_corners=True)`` where the sizes are exact multiples."""
+    from ir_d2.modeling.irstd.dnanet import resize_aligned
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 6)
+    for factor in (2, 4, 8, 16):
+        ref = torch.empty(1, 1, 4 * factor, 6 * factor)
+        code = torch.nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=True)
+        assert torch.allclose(resize_aligned(x, ref), code(x), atol=1e-6)
+    y = torch.randn(1, 2, 16, 32)
+    down = torch.nn.Upsample(scale_factor=0.5, mode="bilinear", align_corners=True)
+    assert torch.allclose(resize_aligned(y, torch.empty(1, 1, 8, 16)), down(y), atol=1e-6)
+
+
+def test_aff_block_in_the_codes_layout():
+    """The code's Res_CBAM_block: biases before every BN (3 convs here) and the spatial attention
+    stacking the channel mean first, which is the paper's block with the two inputs of the 7x7
+    conv swapped."""
+    torch.manual_seed(0)
+    paper, code = AFFBlock(8, 16), AFFBlock(8, 16, code_layout=True)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(code) - n(paper) == 16 + 16 + 16
+    sa_paper, sa_code = SpatialAttention(), SpatialAttention(mean_first=True)
+    sa_code.conv.weight.data = sa_paper.conv.weight.data.flip(1)
+    x = torch.randn(2, 5, 9, 7)
+    assert torch.allclose(sa_paper(x), sa_code(x), atol=1e-6)
 
 
 def test_bad_config_names_the_key():

@@ -91,6 +91,59 @@ def test_loss_ignores_padding_and_averages_deep_supervision():
     torch.testing.assert_close(got, sum(expected) / 4)
 
 
+def test_the_loss_and_its_reduction_over_outputs_are_config_keys():
+    """UIU-Net's recipe: BCE on every output, summed over the outputs (MODEL.IRSTD.LOSS "bce",
+    DS_REDUCTION "sum"), against the BCE of each output computed on the real pixels only."""
+    from ir_d2.layers import binary_cross_entropy_loss
+
+    opts = ["MODEL.IRSTD.DEEP_SUPERVISION", True, "MODEL.IRSTD.LOSS", "bce"]
+    model = _model("UNet", opts + ["MODEL.IRSTD.DS_REDUCTION", "sum"]).train()
+    batch = _batch([(20, 30), (27, 45)], seed=3)
+    with EventStorage():
+        got = model(batch)
+    assert set(got) == {"loss_bce"}
+    outputs = model.net(model.preprocess_image(batch).tensor)
+    targets = torch.cat([b["sem_seg"].reshape(-1).float() for b in batch])
+    expected = 0.0
+    for out in outputs:
+        logits = torch.cat(
+            [out[i, 0, :h, :w].reshape(-1) for i, (h, w) in enumerate([(20, 30), (27, 45)])]
+        )
+        expected = expected + binary_cross_entropy_loss(logits, targets)
+    torch.testing.assert_close(got["loss_bce"], expected)
+    for key, value in (("LOSS", "dice"), ("DS_REDUCTION", "max")):
+        with pytest.raises(ValueError, match=f"MODEL.IRSTD.{key}"):
+            _model("UNet", [f"MODEL.IRSTD.{key}", value])
+
+
+def test_a_net_with_an_edge_map_adds_the_edge_loss():
+    """ISNet returns ``{"logits", "edge"}`` in training: the segmentor adds ``loss_edge``, the
+    edge loss of that map against the mask's edges with the padding left out, and returns the
+    mask probability alone at inference."""
+    from ir_d2.layers import isnet_edge_loss
+
+    opts = ["MODEL.IRSTD.NET", "ISNet", "MODEL.IRSTD.CHANNELS", [4, 8, 16, 32]]
+    opts += ["MODEL.IRSTD.BLOCKS", [1, 1, 1], "MODEL.IRSTD.ISNET.EDGE_CHANNELS", 8]
+    opts += ["MODEL.IRSTD.EDGE_LOSS_WEIGHT", 3.0]
+    torch.manual_seed(0)
+    model = build_model(ir_cfg("IRSTD/irstd_isnet_W8_bs12-3000e_nudt_sirst.yaml", opts)).train()
+    batch = _batch([(20, 30), (27, 45)], seed=3)
+    with EventStorage():
+        got = model(batch)
+    assert set(got) == {"loss_soft_iou", "loss_edge"}
+    images = model.preprocess_image(batch)
+    targets, valid = model.prepare_targets(batch, images)
+    out = model.net(images.tensor)
+    expected = isnet_edge_loss(out["edge"], targets, valid, 3.0, double_sigmoid=True)
+    torch.testing.assert_close(got["loss_edge"], expected)
+    sum(got.values()).backward()
+    assert model.net.output_heads()[0].weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        result, _ = model(batch)
+    assert result["sem_seg"].shape == (1, 20, 30)
+
+
 def test_training_needs_binary_sem_seg():
     model = _model("UNet")
     model.train()

@@ -375,7 +375,7 @@ def test_segmentor_negative_loss_on_mapped_groups(nudt, mode):
     mapper = IRSTDDatasetMapper(_cfg(name, *opts), True)
     batch = [mapper(r) for r in records[:3]]
     cfg = ir_cfg(
-        "IRSTD/irstd_aff_unet-n2n-neg_W32_bs256-1500e_nudt_sirst.yaml",
+        "IRSTD/irstd_sirst5k_net-n2n-neg_W16_bs256-1500e_nudt_sirst.yaml",
         ["MODEL.IRSTD.NEG_LOSS", mode, "MODEL.IRSTD.DEEP_SUPERVISION", False],
     )
     cfg.merge_from_list(["MODEL.IRSTD.NET", "UNet", "MODEL.IRSTD.BASE_CHANNELS", 4])

@@ -486,6 +486,15 @@ def test_negative_sample_loss_closed_forms_and_gradients():
     losses.grad = None
     negative_sample_loss(losses, groups, "sum").backward()
     assert losses.grad.tolist() == [0.5] * 5
+    # Algorithm 2 as written compares each loss with its predecessor: [0.9, 0.5, 0.7, 0.6] keeps
+    # 0.5 at the second variant, then 0.6 (0.6 < 0.7); the running minimum keeps 0.5
+    alg2 = torch.tensor([0.9, 0.5, 0.7, 0.6], requires_grad=True)
+    assert negative_sample_loss(alg2, [0] * 4, "min_literal").item() == pytest.approx(0.6)
+    assert negative_sample_loss(alg2, [0] * 4, "min").item() == pytest.approx(0.5)
+    negative_sample_loss(alg2, [0] * 4, "min_literal").backward()
+    assert alg2.grad.tolist() == [0.0, 0.0, 0.0, 1.0]
+    rising = torch.tensor([0.2, 0.3, 0.4])  # no loss below its predecessor: the first one stays
+    assert negative_sample_loss(rising, [1] * 3, "min_literal").item() == pytest.approx(0.2)
     with pytest.raises(ValueError, match="MODEL.IRSTD.NEG_LOSS"):
         negative_sample_loss(losses, groups, "max")
     with pytest.raises(ValueError, match="group_ids"):
@@ -499,7 +508,7 @@ def test_negative_sample_loss_closed_forms_and_gradients():
     data=st.lists(
         st.tuples(st.floats(0.0, 1.0, allow_nan=False), st.integers(-3, 3)), min_size=1, max_size=12
     ),
-    mode=st.sampled_from(["none", "sum", "min"]),
+    mode=st.sampled_from(["none", "sum", "min", "min_literal"]),
 )
 def test_negative_sample_loss_matches_a_loop(data, mode):
     values = torch.tensor([v for v, _ in data], dtype=torch.float64)
@@ -510,14 +519,23 @@ def test_negative_sample_loss_matches_a_loop(data, mode):
     if mode == "none":
         expected = sum(v for v, _ in data) / len(data)
     else:
-        agg = sum if mode == "sum" else min
+
+        def literal(vs):  # Algorithm 2 line by line: L <- L_i whenever L_i < L_{i-1}
+            kept = vs[0]
+            for previous, current in zip(vs, vs[1:]):
+                if current < previous:
+                    kept = current
+            return kept
+
+        agg = {"sum": sum, "min": min, "min_literal": literal}[mode]
         expected = sum(agg(vs) for vs in groups.values()) / len(groups)
     got = negative_sample_loss(values, ids, mode)
     assert got.item() == pytest.approx(expected, abs=1e-12)
     assert got.dim() == 0
     # for non-negative losses the minimum of a group never exceeds its sum
-    if mode == "min":
+    if mode in ("min", "min_literal"):
         assert got.item() <= negative_sample_loss(values, ids, "sum").item() + 1e-12
+        assert got.item() >= negative_sample_loss(values, ids, "min").item() - 1e-12
 
 
 # ----------------------------------------------------------------------------- offline tool

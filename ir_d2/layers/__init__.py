@@ -1,5 +1,7 @@
 """Pure-torch layers and losses of ir_d2 (no detectron2 import)."""
 
+from .bce import binary_cross_entropy_loss
+from .edge_loss import gradient_magnitude, isnet_edge_loss, mask_edges
 from .losses import (
     IOU_LOSS_TYPES,
     LOVASZ_CLASSES,
@@ -26,6 +28,7 @@ __all__ = [
     "LOVASZ_CLASSES",
     "LOVASZ_KINDS",
     "NEG_LOSS_MODES",
+    "binary_cross_entropy_loss",
     "ciou_loss",
     "dice_loss",
     "eiou_loss",
@@ -34,10 +37,13 @@ __all__ = [
     "focal_iou",
     "focal_siou_loss",
     "get_norm",
+    "gradient_magnitude",
     "iou_box_loss",
     "ir_mask_loss",
+    "isnet_edge_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "mask_edges",
     "negative_sample_loss",
     "siou_loss",
     "soft_iou_loss",

@@ -6,7 +6,7 @@ import torch
 
 __all__ = ["negative_sample_loss", "NEG_LOSS_MODES"]
 
-NEG_LOSS_MODES = ("none", "sum", "min")
+NEG_LOSS_MODES = ("none", "sum", "min", "min_literal")
 
 
 def negative_sample_loss(
@@ -18,8 +18,13 @@ def negative_sample_loss(
     variants sharing one label, and the per-sample Soft-IoU losses (eq. 8) of a group become
 
     - ``"sum"``: their sum, ``L_neg = sum_k L_SoftIoU(f(I_k), Y)`` (eq. 9);
-    - ``"min"``: their minimum (Algorithm 2), so each frame's update follows its variant the net
-      already handles best;
+    - ``"min"``: their minimum, Algorithm 2 read as its evident intent (a running minimum), so
+      each frame's update follows its variant the net already handles best;
+    - ``"min_literal"``: Algorithm 2 read literally: going through the variants in order, the kept
+      loss becomes ``L_i`` whenever ``L_i < L_{i-1}`` (each loss compared with its predecessor,
+      not with the kept one), so the result is the last variant that is below its predecessor,
+      or the first variant if none is: ``[0.9, 0.5, 0.7, 0.6]`` gives 0.6 where ``"min"`` gives
+      0.5;
     - ``"none"``: no grouping, the plain mean over all samples. (``IRSTDSegmentor`` with
       ``MODEL.IRSTD.NEG_LOSS: "none"`` does not come here: it uses the batch Soft-IoU, one
       intersection over one union for the whole batch, as DNANet and BasicIRSTD do.)
@@ -31,7 +36,7 @@ def negative_sample_loss(
     Args:
         losses: (N,) per-sample losses.
         group_ids: (N,) integer group of each sample (any values; equal values form a group).
-        mode: "none", "sum" or "min" (``MODEL.IRSTD.NEG_LOSS``).
+        mode: one of :data:`NEG_LOSS_MODES` (``MODEL.IRSTD.NEG_LOSS``).
 
     Returns:
         a scalar tensor, differentiable with respect to ``losses`` (for "min", the gradient goes
@@ -52,8 +57,19 @@ def negative_sample_loss(
     n_groups = groups.numel()
     if mode == "sum":
         per_group = losses.new_zeros(n_groups).index_add(0, inverse, losses)
+    elif mode == "min_literal":
+        per_group = torch.stack(
+            [_algorithm2_literal(losses[inverse == g]) for g in range(n_groups)]
+        )
     else:
         per_group = losses.new_full((n_groups,), float("inf")).scatter_reduce(
             0, inverse, losses, reduce="amin", include_self=True
         )
     return per_group.mean()
+
+
+def _algorithm2_literal(group: torch.Tensor) -> torch.Tensor:
+    """SIRST-5K Algorithm 2 as written, on one group's losses in order: the last ``L_i`` with
+    ``L_i < L_{i-1}``, else ``L_0``."""
+    below = (group[1:] < group[:-1]).nonzero()
+    return group[int(below[-1]) + 1] if below.numel() else group[0]

@@ -79,7 +79,8 @@ class BNSABlock(nn.Module):
         channels: C, the input and output channels.
         bottleneck_ratio: c / C.
         norm: "BN", "GN", "SyncBN", "" or a callable ``channels -> nn.Module``.
-        residual: see above.
+        residual: see above; False (the paper's plain form) by default, as
+            ``MODEL.BNSA.RESIDUAL``.
         layout: "per_branch" or "shared", see above.
     """
 
@@ -88,7 +89,7 @@ class BNSABlock(nn.Module):
         channels: int,
         bottleneck_ratio: float = 0.25,
         norm: NormSpec = "BN",
-        residual: bool = True,
+        residual: bool = False,
         layout: str = "per_branch",
     ):
         super().__init__()

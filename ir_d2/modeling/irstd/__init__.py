@@ -1,20 +1,32 @@
 """Small-target segmentation nets (pure torch), registered in IRSTD_NET_REGISTRY on import."""
 
+from .acm import ACM
 from .aff import AFFBlock, AFFUNet, ChannelAttention, SpatialAttention
+from .alcnet import ALCNet
 from .build import IRSTD_NET_REGISTRY, build_irstd_net
-from .nested_unet import NestedUNet
+from .classical import MaxMedian, TopHat
+from .dnanet import DNANet, SIRST5KNet
+from .isnet import ISNet
 from .sgem import SGEM, SGEMUNet
+from .uiunet import UIUNet
 from .unet import UNet
 
 __all__ = [
+    "ACM",
     "AFFBlock",
     "AFFUNet",
+    "ALCNet",
     "ChannelAttention",
+    "DNANet",
     "IRSTD_NET_REGISTRY",
-    "NestedUNet",
+    "ISNet",
+    "MaxMedian",
     "SGEM",
     "SGEMUNet",
+    "SIRST5KNet",
     "SpatialAttention",
+    "TopHat",
+    "UIUNet",
     "UNet",
     "build_irstd_net",
 ]

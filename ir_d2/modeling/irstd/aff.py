@@ -59,18 +59,22 @@ class SpatialAttention(nn.Module):
 
         M_s(F) = sigmoid(conv7x7([MaxPool_c(F); AvgPool_c(F)]))
 
-    over the per-pixel maximum and mean across channels, in that order (the paper's order; CBAM
-    and DNANet stack mean first, which only permutes the two input channels of the learned
-    convolution). Returns the (N, 1, H, W) weights.
+    over the per-pixel maximum and mean across channels, in that order (``mean_first`` False,
+    the paper's order; CBAM's, DNANet's and the SIRST-5K code's ``mean_first`` True stacks the
+    mean first, which only permutes the two input channels of the learned convolution, so a
+    checkpoint of their code loads as is). Returns the (N, 1, H, W) weights.
     """
 
-    def __init__(self, kernel_size: int = 7):
+    def __init__(self, kernel_size: int = 7, mean_first: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.mean_first = mean_first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
-        return torch.sigmoid(self.conv(pooled))
+        pooled = [x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)]
+        if self.mean_first:
+            pooled.reverse()
+        return torch.sigmoid(self.conv(torch.cat(pooled, dim=1)))
 
 
 class AFFBlock(nn.Module):
@@ -84,21 +88,40 @@ class AFFBlock(nn.Module):
 
     ``shortcut`` is the identity, or a 1x1 conv + BN when the channels change. ``norm`` replaces
     BN (``MODEL.IRSTD.NORM``; :func:`ir_d2.layers.get_norm`).
+
+    ``code_layout`` True builds the block exactly as the authors' released code (DNANet's
+    ``Res_CBAM_block``, the SIRST-5K code's ``Res_block``): every convolution keeps its bias in
+    front of its BatchNorm (redundant, but counted in their parameter figures) and the spatial
+    attention stacks the channel mean first. False (the default) is the paper's block without
+    the redundant biases.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, reduction: int = 16, norm: NormSpec = "BN"
+        self,
+        in_channels: int,
+        out_channels: int,
+        reduction: int = 16,
+        norm: NormSpec = "BN",
+        *,
+        code_layout: bool = False,
     ):
         super().__init__()
+
+        def conv_bn(cin, cout, k):
+            layers = conv_norm(cin, cout, k, norm)
+            if code_layout and layers[0].bias is None:
+                layers[0] = nn.Conv2d(cin, cout, k, padding=k // 2)
+            return layers
+
         self.body = nn.Sequential(
-            *conv_norm(in_channels, out_channels, 3, norm),
+            *conv_bn(in_channels, out_channels, 3),
             nn.ReLU(inplace=True),
-            *conv_norm(out_channels, out_channels, 3, norm),
+            *conv_bn(out_channels, out_channels, 3),
         )
         self.channel_attention = ChannelAttention(out_channels, reduction)
-        self.spatial_attention = SpatialAttention()
+        self.spatial_attention = SpatialAttention(mean_first=code_layout)
         if in_channels != out_channels:
-            self.shortcut = nn.Sequential(*conv_norm(in_channels, out_channels, 1, norm))
+            self.shortcut = nn.Sequential(*conv_bn(in_channels, out_channels, 1))
         else:
             self.shortcut = nn.Identity()
 

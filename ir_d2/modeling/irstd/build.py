@@ -14,9 +14,10 @@ __all__ = ["IRSTD_NET_REGISTRY", "build_irstd_net"]
 
 IRSTD_NET_REGISTRY = Registry("IRSTD_NET")
 IRSTD_NET_REGISTRY.__doc__ = """
-Registry of small-target segmentation nets, chosen by ``MODEL.IRSTD.NET``: "UNet", "SGEMUNet",
-"AFFUNet", "NestedUNet" (a DNANet-class baseline). A net class has ``from_config(cfg) -> dict``
-of constructor arguments.
+Registry of small-target segmentation nets, chosen by ``MODEL.IRSTD.NET``: the papers' "UNet",
+"SGEMUNet", "AFFUNet" and "SIRST5KNet", and the baselines they compare with, "DNANet", "ACM",
+"ALCNet", "ISNet" and "UIUNet". A net class has ``from_config(cfg) -> dict`` of constructor
+arguments.
 """
 
 

@@ -3,7 +3,7 @@ IRSTDSegmentor: the detectron2 meta-architecture of binary infrared small-target
 (SGEM, Deng & Yang 2025; SIRST-5K, Lu et al. 2024), owning one net of IRSTD_NET_REGISTRY.
 """
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from detectron2.config import configurable
@@ -13,11 +13,44 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ir_d2.evaluation.irstd_metrics import connected_targets
-from ir_d2.layers import NEG_LOSS_MODES, negative_sample_loss, soft_iou_loss
+from ir_d2.layers import (
+    NEG_LOSS_MODES,
+    binary_cross_entropy_loss,
+    isnet_edge_loss,
+    negative_sample_loss,
+    soft_iou_loss,
+)
 
 from ..irstd import build_irstd_net
 
-__all__ = ["IRSTDSegmentor", "check_uint8_range", "irstd_input", "irstd_results"]
+__all__ = [
+    "IRSTDSegmentor",
+    "IRSTD_LOSSES",
+    "DS_REDUCTIONS",
+    "check_uint8_range",
+    "irstd_input",
+    "irstd_results",
+    "split_net_outputs",
+]
+
+#: MODEL.IRSTD.LOSS: the segmentation loss of every output of the net
+IRSTD_LOSSES = ("soft_iou", "bce")
+#: MODEL.IRSTD.DS_REDUCTION: how the losses of a deeply supervised net's outputs combine
+DS_REDUCTIONS = ("mean", "sum")
+
+
+def split_net_outputs(outputs):
+    """
+    A small-target net's output as ``(logit maps, edge logits or None)``: a net returns one
+    (N, 1, H, W) logit map, a list of them (deep supervision, the final one last), or, in
+    training, a dict ``{"logits": map or list, "edge": (N, 1, H, W) edge logits}`` (ISNet).
+    """
+    edge = None
+    if isinstance(outputs, dict):
+        edge = outputs.get("edge")
+        outputs = outputs["logits"]
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return outputs, edge
 
 
 def check_uint8_range(image: torch.Tensor) -> torch.Tensor:
@@ -108,9 +141,11 @@ class IRSTDSegmentor(nn.Module):
     - Images are normalised by ``MODEL.PIXEL_MEAN``/``PIXEL_STD`` and padded (ImageList) to a
       multiple of ``MODEL.IRSTD.SIZE_DIVISIBILITY``. A 1-channel net
       (``MODEL.IRSTD.IN_CHANNELS: 1``) gets the channel mean of a 3-channel image.
-    - Training returns ``{"loss_soft_iou": ...}`` from :meth:`losses`: the Soft-IoU loss over the
-      batch (``ir_d2.layers.soft_iou_loss``), the padded pixels left out, averaged over the net's
-      outputs when it has several (deep supervision).
+    - Training returns the losses of :meth:`losses`: ``loss_soft_iou`` (``MODEL.IRSTD.LOSS``
+      "soft_iou", ``ir_d2.layers.soft_iou_loss``) or ``loss_bce`` ("bce"), over the batch, the
+      padded pixels left out, combined over the net's outputs when it has several (deep
+      supervision; ``MODEL.IRSTD.DS_REDUCTION``); ``loss_edge`` for a net that also returns an
+      edge map (ISNet).
     - Inference returns, per image, ``{"sem_seg": 1xHxW foreground probability at the original
       size (detectron2's sem_seg_postprocess), "targets": [{"centroid": (x, y), "area": int,
       "score": float}, ...]}``, the 8-connected components of ``sem_seg > MODEL.IRSTD.THRESHOLD``
@@ -128,6 +163,10 @@ class IRSTDSegmentor(nn.Module):
         soft_iou_smooth: float = 1.0,
         threshold: float = 0.5,
         neg_loss: str = "none",
+        loss: str = "soft_iou",
+        ds_reduction: str = "mean",
+        edge_loss_weight: float = 10.0,
+        edge_double_sigmoid: bool = True,
     ):
         """
         Args:
@@ -139,6 +178,13 @@ class IRSTDSegmentor(nn.Module):
             threshold: probability above which a pixel belongs to a target in ``"targets"``.
             neg_loss: the SIRST-5K negative-sample loss over the rotated variants of a frame
                 ("none", "sum" or "min"; see :meth:`losses`).
+            loss: the segmentation loss of each output, one of :data:`IRSTD_LOSSES`.
+            ds_reduction: how the losses of several outputs combine, one of
+                :data:`DS_REDUCTIONS`.
+            edge_loss_weight: weight of the edge map's cross-entropy, for nets that return one
+                (ISNet; :func:`ir_d2.layers.isnet_edge_loss`).
+            edge_double_sigmoid: the edge loss's Soft-IoU term on ``sigmoid(sigmoid(z))``, as
+                ISNet's code (``MODEL.IRSTD.ISNET.EDGE_IOU_DOUBLE_SIGMOID``).
         """
         super().__init__()
         if len(pixel_mean) != len(pixel_std):
@@ -162,6 +208,16 @@ class IRSTDSegmentor(nn.Module):
                 f"MODEL.IRSTD.NEG_LOSS must be one of {NEG_LOSS_MODES}, got {neg_loss!r}"
             )
         self.neg_loss = neg_loss
+        if loss not in IRSTD_LOSSES:
+            raise ValueError(f"MODEL.IRSTD.LOSS must be one of {IRSTD_LOSSES}, got {loss!r}")
+        if ds_reduction not in DS_REDUCTIONS:
+            raise ValueError(
+                f"MODEL.IRSTD.DS_REDUCTION must be one of {DS_REDUCTIONS}, got {ds_reduction!r}"
+            )
+        self.loss = loss
+        self.ds_reduction = ds_reduction
+        self.edge_loss_weight = edge_loss_weight
+        self.edge_double_sigmoid = edge_double_sigmoid
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -175,6 +231,10 @@ class IRSTDSegmentor(nn.Module):
             "soft_iou_smooth": cfg.MODEL.IRSTD.SOFT_IOU_SMOOTH,
             "threshold": cfg.MODEL.IRSTD.THRESHOLD,
             "neg_loss": cfg.MODEL.IRSTD.NEG_LOSS,
+            "loss": cfg.MODEL.IRSTD.LOSS,
+            "ds_reduction": cfg.MODEL.IRSTD.DS_REDUCTION,
+            "edge_loss_weight": cfg.MODEL.IRSTD.EDGE_LOSS_WEIGHT,
+            "edge_double_sigmoid": cfg.MODEL.IRSTD.ISNET.EDGE_IOU_DOUBLE_SIGMOID,
         }
 
     @property
@@ -232,11 +292,10 @@ class IRSTDSegmentor(nn.Module):
         if self.training:
             batched_inputs = self.expand_groups(batched_inputs)
         images = self.preprocess_image(batched_inputs)
-        outputs = self.net(images.tensor)
-        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        outputs, edge = split_net_outputs(self.net(images.tensor))
         if self.training:
             targets, valid = self.prepare_targets(batched_inputs, images)
-            return self.losses(outputs, targets, valid, batched_inputs)
+            return self.losses(outputs, targets, valid, batched_inputs, edge)
         return self.postprocess(outputs[-1], images, batched_inputs)
 
     def losses(
@@ -245,6 +304,7 @@ class IRSTDSegmentor(nn.Module):
         targets: torch.Tensor,
         valid: torch.Tensor,
         batched_inputs: List[Dict],
+        edge: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """
         The training losses, the one place where they are computed.
@@ -255,22 +315,42 @@ class IRSTDSegmentor(nn.Module):
             valid: (N, H, W), 1 on real pixels and 0 on the padding.
             batched_inputs: the inputs, for losses that need more than the masks (e.g. the
                 SIRST-5K negative-sample loss, which groups the rotated variants of a frame).
+            edge: (N, 1, H, W) edge logits of a net that predicts the targets' edges (ISNet).
 
         Returns:
-            ``{"loss_soft_iou"}``: Soft-IoU over the batch (SGEM eq. 4, SIRST-5K eq. 8), averaged
-            over the outputs; or, with ``neg_loss`` "sum" / "min", ``{"loss_neg"}``: the per-image
-            Soft-IoU losses combined over each frame's group of rotated variants (SIRST-5K eq. 9
-            / Algorithm 2, :func:`ir_d2.layers.negative_sample_loss`).
+            ``{"loss_soft_iou"}``: Soft-IoU over the batch (SGEM eq. 4, SIRST-5K eq. 8), or
+            ``{"loss_bce"}`` (``loss`` "bce", UIU-Net), combined over the outputs by
+            ``ds_reduction``; or, with ``neg_loss`` "sum" / "min", ``{"loss_neg"}``: the
+            per-image losses combined over each frame's group of rotated variants (SIRST-5K eq. 9
+            / Algorithm 2, :func:`ir_d2.layers.negative_sample_loss`). Plus ``{"loss_edge"}`` when
+            the net returned an edge map (:func:`ir_d2.layers.isnet_edge_loss`).
         """
-        smooth, grouped = self.soft_iou_smooth, self.neg_loss != "none"
+        grouped = self.neg_loss != "none"
         group_ids = [x.get("group_id", i) for i, x in enumerate(batched_inputs)]
 
         def loss_of(logits):
-            loss = soft_iou_loss(logits, targets, smooth, valid=valid, per_image=grouped)
+            if self.loss == "bce":
+                loss = binary_cross_entropy_loss(logits, targets, valid=valid, per_image=grouped)
+            else:
+                loss = soft_iou_loss(
+                    logits, targets, self.soft_iou_smooth, valid=valid, per_image=grouped
+                )
             return negative_sample_loss(loss, group_ids, self.neg_loss) if grouped else loss
 
-        loss = sum(loss_of(o) for o in outputs) / len(outputs)
-        return {"loss_neg" if grouped else "loss_soft_iou": loss}
+        loss = sum(loss_of(o) for o in outputs)
+        if self.ds_reduction == "mean":
+            loss = loss / len(outputs)
+        name = "loss_neg" if grouped else f"loss_{self.loss}"
+        losses = {name: loss}
+        if edge is not None:
+            losses["loss_edge"] = isnet_edge_loss(
+                edge,
+                targets,
+                valid,
+                self.edge_loss_weight,
+                double_sigmoid=self.edge_double_sigmoid,
+            )
+        return losses
 
     def postprocess(
         self, logits: torch.Tensor, images: ImageList, batched_inputs: List[Dict]
