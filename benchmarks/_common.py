@@ -1,5 +1,7 @@
 """Helpers shared by the benchmark scripts (no timing asserts: they print figures)."""
 
+import functools
+import hashlib
 import json
 import os
 import time
@@ -218,6 +220,41 @@ def given_or_trained(config_file: str, weights: str, minutes: float, output: str
         return setup_cfg(config_file, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu"])
     data = ["DATASETS.TRAIN", "('sirst_train',)", "DATASETS.TEST", "('sirst_test',)"]
     return train_briefly(config_file, minutes, f"{output}/train", name, data)
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """A digest of ir_d2's code and configs (every ``ir_d2/**/*.py`` and ``configs/**/*.yaml``
+    of this checkout): a saved result is resumed only by the code that made it."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha1()
+    files = sorted([*root.glob("ir_d2/**/*.py"), *root.glob("configs/**/*.yaml")])
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def saved_result(path, conditions: dict, resume: bool):
+    """The result an earlier run saved at ``path`` (:func:`save_result`) under the same
+    ``conditions`` and with the same code (:func:`code_version`: a result of an older ir_d2
+    is run again, never mixed into a table of the current one), when ``resume`` (a benchmark's
+    ``--resume``); else None."""
+    if not (resume and os.path.isfile(path)):
+        return None
+    with open(path) as f:
+        saved = json.load(f)
+    same = saved.get("conditions") == conditions and saved.get("code") == code_version()
+    return saved["result"] if same else None
+
+
+def save_result(path, tool: str, conditions: dict, result) -> None:
+    """Save one finished piece of a benchmark (a row, a run) at ``path``, atomically: a
+    half-written result never looks finished, so a killed benchmark resumes without it."""
+    from ir_d2.utils.fileio import atomic_write
+
+    with atomic_write(str(path)) as f:
+        record = {"tool": tool, "code": code_version(), "conditions": conditions}
+        json.dump({**record, "result": result}, f)
 
 
 def write_report(folder, stem: str, tool: str, record: dict, markdown: str) -> None:

@@ -35,7 +35,10 @@ from ir_d2.modeling.irstd.classical import (
 TOOL = "benchmarks/bench_classical.py"
 DETECTORS = {
     "TopHat": ("IRSTD/irstd_tophat_nudt_sirst.yaml", (5, 9, 13, 17)),
-    "MaxMedian": ("IRSTD/irstd_max_median_nudt_sirst.yaml", (3, 5, 7, 9, 11, 13, 15)),
+    "MaxMedian": (
+        "IRSTD/irstd_max_median_nudt_sirst.yaml",
+        (3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 25),
+    ),
 }
 KS = (2, 3, 4, 6, 8, 12, 16, 24)
 

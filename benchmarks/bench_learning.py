@@ -1,38 +1,46 @@
 """
-Equal-budget learning study (minutes on a CPU; not a test): each config is trained for the same
-wall-clock budget, then scored on its test split at the original frame size by IRSTDEvaluator
-(IoU, nIoU, Pd, Fa, F1), beside a white top-hat detector whose kernel and threshold (mean + k *
-std of the response) are tuned for the best IoU on the training frames. Any config works: the
-small-target nets, and detectors, whose instances are scored as the union of their masks above
-``MODEL.ROI_HEADS.SCORE_THRESH_TEST`` (boxes' centres for box-only models).
+A learning study that controls its variables (CPU-sized; not a test): every row is trained with
+one recipe (the same widths, initialisation, augmentation, deep-supervision policy, optimizer,
+batch and number of iterations), so that a row differs from its baseline only by the method's
+own keys, each with several seeds, then scored on its test split at the frames' size by
+IRSTDEvaluator (IoU, nIoU, Pd, Fa, F1; mean ± standard deviation over the seeds), beside a white
+top-hat tuned for IoU on the training frames. The rows follow the papers' ablations: U-Net (=
+SIRST-5K's "Plain") -> + AFF -> + N2N -> + Neg + L_Neg; U-Net -> SGEM U-Net; DNANet as a
+reference.
 
-    # the study of the README: four small-target nets and the BNSA Mask R-CNN on NUDT-SIRST
-    IR_D2_DATASETS=datasets python3 benchmarks/bench_learning.py --minutes 15
-    # any configs, the same budget each
-    python3 benchmarks/bench_learning.py --minutes 20 \
-        --config-file IRSTD/irstd_unet_W32_1500e_sirst.yaml --config-file my.yaml
+    IR_D2_DATASETS=datasets python3 benchmarks/bench_learning.py --iterations 1000 --seeds 0 1 2
+    # any configs (one row each, their own keys kept), the same recipe and budget
+    python3 benchmarks/bench_learning.py --config-file IRSTD/irstd_unet_W32_1500e_sirst.yaml \
+        --iterations 500 --seeds 0 MODEL.IRSTD.DEEP_SUPERVISION True
 
-``--recipe small`` (the default) puts every config on one small-budget recipe, so the budget,
-not the papers' 1500-epoch schedules, decides: small-target nets at base width 16, 128x128 crops,
-batch 8, Adam lr 2e-3 without decay, output prior 0.01 (the method's own keys stay: SGEM, AFF
-blocks and fusion, Xavier init, deep supervision, SIRST-5K's synthesis and L_Neg, augmentations);
-detectors at batch 4, SGD lr 0.01 after a 50-iteration warm-up, no decay. ``--recipe none``
-trains each config as it is. Writes ``<output>/bench_learning.{json,md}``, and each row as it
-ends to ``<output>/<config>/row.json``; ``--resume`` keeps the rows already there that were run
-with the same budget, recipe, options and device (a study killed half-way loses no finished row).
+``--recipe controlled`` (the default): width 16 (``BASE_CHANNELS``; the nets' own block counts),
+torch's initialisation with the output prior 0.01 (ours, the same for every row: without it the
+Soft-IoU plateau outlasts a CPU budget), no deep supervision (one head: every net is scored by
+the head it is evaluated with), 128x128 crops of the unscaled frames with a horizontal flip, no
+blur, batch 8, Adam at lr 1e-3 (torch's eps: ``SOLVER.EPS`` 0) without decay. ``--recipe none``
+trains each config as it is.
+Trailing ``KEY VALUE`` options apply to every row after the recipe. The per-head losses of a net
+with several heads are logged by the segmentor (``irstd/loss_*_head<k>``, ``*_final``); each row
+reports the mean of the last 100 iterations of the total loss and of the final head's loss
+(a deep-supervision total averages heads that the test does not score), each run also its
+other heads'.
+
+Writes ``<output>/bench_learning.{json,md}`` and each run as it ends to
+``<output>/<row>/seed<k>/run.json``; ``--resume`` keeps the runs already there that were run
+under the same conditions (a study killed half-way loses no finished run).
 """
 
 import argparse
-import json
-import os
+import statistics
 import time
 
 import torch
 from _common import (
-    CONFIGS,
     first_frames,
     markdown_table,
-    train_for,
+    save_result,
+    saved_result,
+    train_and_watch,
     use_datasets,
     write_report,
 )
@@ -44,43 +52,43 @@ import ir_d2  # noqa: F401
 from ir_d2.engine.defaults import resolve_config_file, setup_cfg
 from ir_d2.engine.trainer import IRTrainer
 from ir_d2.evaluation import build_irstd_evaluator
-from ir_d2.utils.fileio import atomic_write
 
 TOOL = "benchmarks/bench_learning.py"
+METRICS = ("IoU", "nIoU", "Pd", "Fa", "F1")
+AFF = "IRSTD/irstd_aff_unet_W32_bs256-1500e_nudt_sirst.yaml"
+#: SIRST-5K's synthesis keys, as its paper rows set them (the only difference of each row)
+N2N = ["INPUT.SIRST5K.ENABLED", True, "INPUT.SIRST5K.N2N_PROB", 0.88, "INPUT.SIRST5K.ALPHA", 0.1]
+NEG = ["INPUT.SIRST5K.NEGATIVE", True, "INPUT.SIRST5K.PATCH_SIZE", 3]
+NEG += ["INPUT.SIRST5K.PER_TARGET", True, "INPUT.SIRST5K.MODE", "paper"]
+NEG += ["MODEL.IRSTD.NEG_LOSS", "sum"]
+#: the study: (row, config, the row's own keys)
 STUDY = [
-    ("U-Net", "IRSTD/irstd_unet_W32_1500e_nudt_sirst.yaml"),
-    ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"),
-    ("AFF U-Net", "IRSTD/irstd_aff_unet_W32_bs256-1500e_nudt_sirst.yaml"),
-    (
-        "SIRST-5K net + N2N + neg + L_Neg",
-        "IRSTD/irstd_sirst5k_net-n2n-neg_W16_bs256-1500e_nudt_sirst.yaml",
-    ),
-    (
-        "BNSA Mask R-CNN (final model)",
-        "IR-InstanceSegmentation/"
-        "mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN_scratch-gn_100e_nudt_sirst.yaml",
-    ),
+    ("U-Net (= Plain)", "IRSTD/irstd_unet_W32_1500e_nudt_sirst.yaml", []),
+    ("SGEM U-Net", "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml", []),
+    ("+ AFF (AFF U-Net)", AFF, []),
+    ("+ AFF + N2N", AFF, N2N),
+    ("+ AFF + N2N + Neg + L_Neg", AFF, N2N + NEG),
+    ("DNANet", "IRSTD/irstd_dnanet_W16_bs16-1500e_nudt_sirst.yaml", []),
 ]
-SMALL_IRSTD = [
-    "MODEL.IRSTD.BASE_CHANNELS", 16, "MODEL.IRSTD.CHANNELS", [], "MODEL.IRSTD.PRIOR_PROB", 0.01,
-    "INPUT.IR.CROP_SIZE", [128, 128], "SOLVER.IMS_PER_BATCH", 8, "SOLVER.OPTIMIZER", "Adam",
-    "SOLVER.BASE_LR", 2e-3, "SOLVER.WEIGHT_DECAY", 0.0,
-    "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", [], "SOLVER.WARMUP_ITERS", 0,
-]  # fmt: skip
-SMALL_DETECTOR = [
-    "SOLVER.IMS_PER_BATCH", 4, "SOLVER.OPTIMIZER", "SGD", "SOLVER.BASE_LR", 0.01,
-    "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", [], "SOLVER.WARMUP_ITERS", 50,
+CONTROLLED = [
+    "MODEL.IRSTD.BASE_CHANNELS", 16, "MODEL.IRSTD.CHANNELS", [], "MODEL.IRSTD.INIT", "default",
+    "MODEL.IRSTD.PRIOR_PROB", 0.01, "MODEL.IRSTD.DEEP_SUPERVISION", False,
+    "INPUT.IR.CROP_SIZE", [128, 128], "INPUT.IR.SCALE", [1.0, 1.0], "INPUT.IR.FLIP", "horizontal",
+    "INPUT.IR.BLUR_PROB", 0.0, "INPUT.IR.BRIGHTNESS", [1.0, 1.0], "INPUT.IR.CONTRAST", [1.0, 1.0],
+    "SOLVER.IMS_PER_BATCH", 8, "SOLVER.OPTIMIZER", "Adam", "SOLVER.BASE_LR", 1e-3,
+    "SOLVER.WEIGHT_DECAY", 0.0, "SOLVER.EPS", 0.0, "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR",
+    "SOLVER.STEPS", [], "SOLVER.WARMUP_ITERS", 0,
 ]  # fmt: skip
 RUN = [
-    "SOLVER.MAX_ITER", 10**8, "SOLVER.CHECKPOINT_PERIOD", 10**8, "TEST.EVAL_PERIOD", 0,
-    "DATALOADER.NUM_WORKERS", 1, "SEED", 0, "MODEL.WEIGHTS", "",
+    "SOLVER.CHECKPOINT_PERIOD", 10**8, "TEST.EVAL_PERIOD", 0, "DATALOADER.NUM_WORKERS", 1,
+    "MODEL.WEIGHTS", "",
 ]  # fmt: skip
 
 
 def tuned_tophat(train_name, test_name):
     """The top-hat row: element and k tuned for IoU on ``train_name``, scored on ``test_name``
     (``bench_classical``'s tuning, each element's responses computed once per frame)."""
-    cfg = setup_cfg(str(CONFIGS / "IRSTD/Base-IRSTD.yaml"), ["MODEL.DEVICE", "cpu"])
+    cfg = setup_cfg("IRSTD/Base-IRSTD.yaml", ["MODEL.DEVICE", "cpu"])
     train, test = irstd_frames(cfg, train_name), irstd_frames(cfg, test_name)
     kernel, k = tune("TopHat", DETECTORS["TopHat"][1], train)
     return {
@@ -89,19 +97,16 @@ def tuned_tophat(train_name, test_name):
     }
 
 
-def is_detector(cfg) -> bool:
-    return cfg.MODEL.META_ARCHITECTURE != "IRSTDSegmentor"
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
-def row_dir(config_file: str, args) -> str:
-    return f"{args.output}/{config_file.rsplit('/', 1)[-1][:-5]}"
-
-
-def row_conditions(args, device) -> dict:
-    """What a saved row must share with this run to be kept by ``--resume``."""
+def run_conditions(args, device, own) -> dict:
+    """What a saved run must share with this one to be kept by ``--resume``."""
     return {
-        "minutes": args.minutes,
+        "iterations": args.iterations,
         "recipe": args.recipe,
+        "own": [str(o) for o in own],
         "opts": [str(o) for o in args.opts],
         "eval_frames": args.eval_frames,
         "device": device,
@@ -109,78 +114,98 @@ def row_conditions(args, device) -> dict:
     }
 
 
-def saved_row(config_file: str, args, device):
-    """The row saved by an earlier run under the same conditions, else None."""
-    path = f"{row_dir(config_file, args)}/row.json"
-    if not (args.resume and os.path.isfile(path)):
-        return None
-    with open(path) as f:
-        saved = json.load(f)
-    return saved["row"] if saved.get("conditions") == row_conditions(args, device) else None
-
-
-def save_row(config_file: str, args, device, row: dict) -> None:
-    # a half-written row never looks finished
-    with atomic_write(f"{row_dir(config_file, args)}/row.json") as f:
-        json.dump({"tool": TOOL, "conditions": row_conditions(args, device), "row": row}, f)
-
-
-def last_loss(folder: str):
-    """The last ``total_loss`` that training logged to ``<folder>/metrics.json`` (the median of
-    its last 20 iterations, as detectron2 logs it), or None."""
-    try:
-        with open(f"{folder}/metrics.json") as f:
-            losses = [json.loads(line).get("total_loss") for line in f if line.strip()]
-    except OSError:
-        return None
-    losses = [v for v in losses if v is not None]
-    return round(losses[-1], 3) if losses else None
-
-
-def train_and_score(name, config_file, args, device):
-    """One row: ``config_file`` trained for the budget, then scored by IRSTDEvaluator."""
-    probe = setup_cfg(config_file, ["MODEL.DEVICE", device, *args.opts])
-    recipe = []
-    if args.recipe == "small":
-        recipe = SMALL_DETECTOR if is_detector(probe) else SMALL_IRSTD
-    out = row_dir(config_file, args)
+def train_and_score(name, config_file, own, seed, args, device) -> dict:
+    """One run: ``config_file`` with the recipe and the row's own keys, trained for the budget
+    with ``seed``, then scored by IRSTDEvaluator."""
+    recipe = CONTROLLED if args.recipe == "controlled" else []
+    out = f"{args.output}/{slug(name)}/seed{seed}"
     cfg = setup_cfg(
-        config_file, ["MODEL.DEVICE", device, *recipe, *RUN, "OUTPUT_DIR", out, *args.opts]
+        config_file,
+        ["MODEL.DEVICE", device, *recipe, *own, *RUN, "SOLVER.MAX_ITER", args.iterations]
+        + ["SEED", seed, "OUTPUT_DIR", out, *args.opts],
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     trainer = IRTrainer(cfg)
     trainer.resume_or_load(resume=False)
-    iterations, seconds = train_for(trainer, args.minutes * 60)
-    trainer.model.eval()
     test = first_frames(cfg.DATASETS.TEST[0], args.eval_frames)
-    t0 = time.perf_counter()
-    metrics = inference_on_dataset(
-        trainer.model, IRTrainer.build_test_loader(cfg, test), build_irstd_evaluator(cfg, test)
-    )["irstd"]
+    timing = {}
+
+    def evaluate(trainer):
+        t0 = time.perf_counter()
+        loader = IRTrainer.build_test_loader(cfg, test)
+        metrics = inference_on_dataset(trainer.model, loader, build_irstd_evaluator(cfg, test))
+        timing["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        return {k: metrics["irstd"][k] for k in METRICS}
+
+    (point,) = train_and_watch(trainer, args.iterations, evaluate)
     return {
         "name": name,
         "config": config_file,
+        "seed": seed,
         "train": cfg.DATASETS.TRAIN[0],
         "test": test,
-        "iterations": iterations,
+        "iterations": point["iteration"],
         "batch": cfg.SOLVER.IMS_PER_BATCH,
-        "train_minutes": round(seconds / 60, 2),
-        "eval_seconds": round(time.perf_counter() - t0, 1),
-        "last_loss": last_loss(out),
-        **{k: metrics[k] for k in ("IoU", "nIoU", "Pd", "Fa", "F1")},
+        "train_minutes": round(point["train_seconds"] / 60, 2),
+        **last_losses(trainer.storage),
+        **timing,
+        **{k: point[k] for k in METRICS},
     }
 
 
+def last_losses(storage, n: int = 100) -> dict:
+    """The mean of the last ``n`` values of the total loss (``last_loss``), of the final head's
+    loss (``last_loss_final``) and of each other head's (``heads``: name -> mean), as the
+    segmentor logs them (``irstd/loss_*_head<k>``, ``*_final``); a one-head net's final loss is
+    its total loss."""
+
+    def mean(name):
+        values = [v for v, _ in storage.history(name).values()[-n:]]
+        return round(sum(values) / len(values), 4)
+
+    out = {"last_loss": mean("total_loss")}
+    names = sorted(k for k in storage.histories() if k.startswith("irstd/"))
+    final = [k for k in names if k.endswith("_final")]
+    out["last_loss_final"] = mean(final[0]) if final else out["last_loss"]
+    out["heads"] = {k.split("/")[-1]: mean(k) for k in names if not k.endswith("_final")}
+    return out
+
+
+def summarise(runs) -> dict:
+    """A row: the mean and standard deviation over the seeds of each figure."""
+    out = {k: runs[0][k] for k in ("name", "config", "train", "test", "iterations", "batch")}
+    out["seeds"] = [r["seed"] for r in runs]
+    for k in (*METRICS, "last_loss", "last_loss_final", "train_minutes"):
+        values = [r.get(k, r["last_loss"]) for r in runs]
+        out[k] = statistics.fmean(values)
+        out[f"{k}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return out
+
+
 def markdown(report) -> str:
-    header = ["method", "iterations (batch)", "last loss", "IoU", "nIoU", "Pd", "Fa (1e-6)", "F1"]
+    header = ["method", "iterations (batch)", "train min", "last loss: all heads", "final head"]
+    header += list(METRICS[:3])
+    header += ["Fa (1e-6)", "F1"]
     rows = []
-    for r in report["tophat"] + report["rows"]:
-        its = f"{r['iterations']} ({r['batch']})" if "iterations" in r else "— (tuned on train)"
-        loss = r.get("last_loss") if r.get("last_loss") is not None else "—"
-        metrics = (f"{r[k]:.2f}" for k in ("IoU", "nIoU", "Pd", "Fa", "F1"))
-        rows.append([r["name"], its, loss, *metrics])
+    for r in report["tophat"]:
+        rows.append(
+            [r["name"], "— (tuned on train)", "—", "—", "—", *(f"{r[k]:.2f}" for k in METRICS)]
+        )
+    for r in report["rows"]:
+        cells = [f"{r[k]:.2f} ± {r[k + '_std']:.2f}" for k in METRICS]
+        rows.append(
+            [
+                r["name"],
+                f"{r['iterations']} ({r['batch']})",
+                f"{r['train_minutes']:.1f}",
+                f"{r['last_loss']:.3f} ± {r['last_loss_std']:.3f}",
+                f"{r['last_loss_final']:.3f} ± {r['last_loss_final_std']:.3f}",
+                *cells,
+            ]
+        )
+    seeds = sorted({s for r in report["rows"] for s in r["seeds"]})
     return (
-        f"Budget {report['minutes']} min of training each on {report['device']} "
+        f"{report['iterations']} iterations each, seeds {seeds}, on {report['device']} "
         f"({report['threads']} threads), recipe {report['recipe']!r}, test "
         f"{', '.join(sorted({r['test'] for r in report['rows']}))}\n\n"
         + markdown_table(header, rows)
@@ -192,41 +217,44 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config-file", action="append", default=[], help="repeatable")
-    parser.add_argument("--minutes", type=float, default=15.0, help="training budget per config")
-    parser.add_argument("--recipe", choices=["small", "none"], default="small")
+    parser.add_argument("--row", action="append", default=[], help="rows of the study to run")
+    parser.add_argument("--iterations", type=int, default=1000, help="training budget per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--recipe", choices=["controlled", "none"], default="controlled")
     parser.add_argument("--eval-frames", type=int, default=0, help="first N test frames (0: all)")
+    parser.add_argument("--no-tophat", action="store_true", help="leave the top-hat row out")
     parser.add_argument("--datasets", default=None, help="folder of the datasets")
     parser.add_argument("--output", default="output/bench_learning")
-    parser.add_argument(
-        "--resume", action="store_true", help="keep rows already saved under the same conditions"
-    )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for every config")
+    parser.add_argument("--resume", action="store_true", help="keep runs already saved alike")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for every row")
     args = parser.parse_args(argv)
     use_datasets(args.datasets)
     setup_logger(name="ir_d2")
     setup_logger()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    configs = [(c, c) for c in args.config_file] or STUDY
+    study = [(c, c, []) for c in args.config_file] or [
+        r for r in STUDY if not args.row or r[0] in args.row
+    ]
     rows = []
-    for name, config in configs:
+    for name, config, own in study:
         config_file = resolve_config_file(config)
-        row = saved_row(config_file, args, device)
-        if row is None:
-            row = train_and_score(name, config_file, args, device)
-            save_row(config_file, args, device, row)
-        rows.append(row)
-        print(
-            markdown_table(
-                ["method", "iterations", "IoU"],
-                [[name, rows[-1]["iterations"], round(rows[-1]["IoU"], 2)]],
-            )
-        )
+        runs = []
+        for seed in args.seeds:
+            path = f"{args.output}/{slug(name)}/seed{seed}/run.json"
+            conditions = run_conditions(args, device, own)
+            run = saved_result(path, conditions, args.resume)
+            if run is None:
+                run = train_and_score(name, config_file, own, seed, args, device)
+                save_result(path, TOOL, conditions, run)
+            runs.append(run)
+            print(markdown_table(["run", "seed", "IoU"], [[name, seed, round(run["IoU"], 2)]]))
+        rows.append({**summarise(runs), "runs": runs})
     tophat = []
-    # an instance set's frames are its small-target set's ("<name>_instances")
-    for train, test in sorted({(r["train"].replace("_instances", ""), r["test"]) for r in rows}):
-        tophat.append({**tuned_tophat(train, test), "test": test})
+    if not args.no_tophat:
+        for train, test in sorted({(r["train"], r["test"]) for r in rows}):
+            tophat.append({**tuned_tophat(train, test), "test": test})
     report = {
-        "minutes": args.minutes,
+        "iterations": args.iterations,
         "device": device,
         "threads": torch.get_num_threads(),
         "recipe": args.recipe,

@@ -17,19 +17,25 @@ small-target nets and SGD at 0.01 for the Mask R-CNN, evaluated every ``--every`
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
-from _common import first_frames, markdown_table, train_and_watch, use_datasets, write_report
+from _common import (
+    first_frames,
+    markdown_table,
+    save_result,
+    saved_result,
+    train_and_watch,
+    use_datasets,
+    write_report,
+)
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401
 from ir_d2.engine.defaults import setup_cfg
 from ir_d2.engine.trainer import IRTrainer
-from ir_d2.utils.fileio import atomic_write
 
 TOOL = "benchmarks/bench_overfit.py"
 BAR = 90.0
@@ -40,8 +46,8 @@ NO_AUGMENTATION = [
 ]  # fmt: skip
 SMALL_TARGET = [
     "SOLVER.OPTIMIZER", "Adam", "SOLVER.BASE_LR", 1e-3, "SOLVER.WEIGHT_DECAY", 0.0,
-    "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", [], "SOLVER.WARMUP_ITERS", 0,
-    "SOLVER.IMS_PER_BATCH", 4,
+    "SOLVER.EPS", 0.0, "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR", "SOLVER.STEPS", [],
+    "SOLVER.WARMUP_ITERS", 0, "SOLVER.IMS_PER_BATCH", 4,
 ]  # fmt: skip
 DETECTOR = [
     "SOLVER.OPTIMIZER", "SGD", "SOLVER.BASE_LR", 0.01, "SOLVER.WEIGHT_DECAY", 0.0,
@@ -165,14 +171,10 @@ def main(argv=None):
     conditions = {k: getattr(args, k) for k in ("minutes", "frames", "every", "seed")}
     for family in args.family or list(FAMILIES):
         saved = out / family / "row.json"
-        row = None
-        if args.resume and saved.is_file():
-            record = json.loads(saved.read_text())
-            row = record["row"] if record.get("conditions") == conditions else None
+        row = saved_result(saved, conditions, args.resume)
         if row is None:
             row = run(family, args, out)
-            with atomic_write(str(saved)) as f:
-                json.dump({"tool": TOOL, "conditions": conditions, "row": row}, f)
+            save_result(saved, TOOL, conditions, row)
         rows.append(row)
     text = markdown(rows, args)
     write_report(out, "bench_overfit", TOOL, {"rows": rows, **conditions}, text)

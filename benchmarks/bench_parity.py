@@ -3,42 +3,66 @@ Parity with the authors' training: the official DNANet code (github.com/YeRen123
 Infrared-Small-Target-Detection, whose ``train.py`` both small-target papers inherit) against
 ir_d2's DNANet, trained with one recipe, seed and number of iterations on NUDT-SIRST, both scored
 by ir_d2's ``IRSTDEvaluator`` on the official test split (the official model's predictions are
-saved and scored the same way; the official code's own mIoU is printed beside them).
+saved and scored the same way; the official code's own mIoU is printed beside them), with both
+learning curves (test IoU and mean training loss) in one table and one PNG.
 
-    IR_D2_DATASETS=datasets python3 benchmarks/bench_parity.py --official PATH/TO/CLONE \\
-        [--epochs 4] [--batch 4] [--crop 128] [--seed 0] [--output output/bench_parity] [--resume]
+    IR_D2_DATASETS=datasets python3 benchmarks/bench_parity.py --official PATH/TO/CLONE \
+        [--backbone resnet_10] [--epochs 12] [--eval-every 3] [--batch 4] [--crop 128] \
+        [--seed 0] [--output output/bench_parity] [--resume]
 
 ``--official`` is a user's clone of the authors' repository; it is never written to nor copied
-into ir_d2. The script copies its ``train.py`` and ``model/`` into ``<output>/official_src``,
+into ir_d2. The script copies its ``train.py`` and ``model/`` into ``<output>/official_src`` and
 changes only what is needed to run there on the CPU, to seed it, to stop after ``--epochs``
-epochs (the lr schedule keeps its 1500-epoch ``T_max``, as the official command has it) and to
-save each evaluation's probabilities and timings, prints that diff and saves it as
-``official.diff``, then runs it with this interpreter (which needs the official code's imports:
-scikit-image, tqdm). The reduced recipe is set through the official script's own arguments on
-both sides (``--crop_size``, ``--train_batch_size``; base size 256, Adagrad lr 0.05, deep
-supervision, 1500-epoch schedule as the official command): the official recipe at batch 16 and
-256x256 costs 20-40 s per iteration on a 2-core CPU.
+epochs (the lr schedule keeps its 1500-epoch ``T_max``, as the official command has it), to test
+every ``--eval-every`` epochs and to save each test's probabilities and timings; it prints that
+diff, saves it as ``official.diff``, and runs the copy with this interpreter (which needs the
+official code's imports: scikit-image, tqdm). The reduced recipe is set on both sides through the
+official script's own arguments (``--crop_size``, ``--train_batch_size``, ``--backbone``,
+``--channel_size``; base size 256, Adagrad lr 0.05, deep supervision and the 1500-epoch schedule
+as the official command): the official recipe at batch 16 and 256x256 costs 20-40 s per
+iteration on a 2-core CPU. (The official code cannot build ``--channel_size one`` or ``two``: its
+channel attention would have 0 hidden channels below 16.)
 
-The authors' code evaluates once per epoch (663 // batch iterations), so the learning curves
-have one point per epoch on both sides. With ``--sirst5k`` the same harness runs the SIRST-5K
-authors' code (a checkout of github.com/luy0222/SIRST-5K at a commit that still has ``train.py``
-and ``model/``: the repository's current head deleted both) against ir_d2's SIRST-5K net.
+The authors' code tests once per epoch (663 // batch iterations), so the curves have a point every
+``--eval-every`` epochs on both sides. One seed's curve is noisy early on (the Soft-IoU plateau
+ends at a different iteration for each seed), so two cheaper checks come first and separate the
+model from the data: the lockstep (``--lockstep N``: the official net, Xavier-initialised by the
+official code, its weights copied into ir_d2's DNANet, then N steps on the same batches with the
+official loss and optimizer on one side and ir_d2's segmentor and optimizer on the other, beside
+the official code against itself with its weights rounded differently: ir_d2 must stay as close
+to the official code as that control) and the augmentation statistics (``--augmentation-samples
+N``: the official TrainSetLoader's crops against ir_d2's mapper's, as shares of empty crops,
+target pixels, intensity and padding). ``--checks-only`` runs just these. With a clone of the
+SIRST-5K authors' code (github.com/luy0222/SIRST-5K at a commit that still has ``train.py`` and
+``model/``: the repository's current head deleted both) the same harness runs its training
+against ir_d2's SIRST-5K net (the lockstep maps DNANet's layer names only).
 """
 
 import argparse
+import copy
 import difflib
+import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import markdown_table, train_and_watch, use_datasets, write_report
+from _common import (
+    markdown_table,
+    save_result,
+    saved_result,
+    train_and_watch,
+    use_datasets,
+    write_report,
+)
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils.logger import setup_logger
@@ -219,7 +243,7 @@ def run_official(args, out: Path, nudt: Path) -> dict:
     cmd += ["--base_size", str(args.base), "--crop_size", str(args.crop), "--epochs", "1500"]
     cmd += ["--train_batch_size", str(args.batch), "--test_batch_size", str(args.batch)]
     cmd += ["--deep_supervision", "True", "--mode", "TXT"]
-    cmd += ["--optimizer", "Adagrad", "--lr", "0.05", "--workers", str(args.workers)]
+    cmd += ["--optimizer", args.optimizer, "--lr", str(args.lr), "--workers", str(args.workers)]
     env = dict(os.environ)
     env["PARITY"] = json.dumps(
         {
@@ -281,18 +305,26 @@ def score_probs(probs, dataset: str = TEST) -> dict:
 
 
 # ------------------------------------------------------------------------------- ir_d2's side
+def ir_d2_cfg(args, flavour: str, iterations: int):
+    """ir_d2's config of ``flavour`` with the reduced recipe of the official arguments."""
+    opts = ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", args.batch, "SEED", args.seed]
+    opts += ["INPUT.IR.CROP_SIZE", [args.crop, args.crop], "SOLVER.MAX_ITER", iterations]
+    opts += ["SOLVER.CHECKPOINT_PERIOD", 10**8, "TEST.EVAL_PERIOD", 0]
+    opts += ["DATALOADER.NUM_WORKERS", args.workers, "OUTPUT_DIR", str(Path(args.output) / "ir_d2")]
+    # torch's betas and eps (SOLVER.EPS 0), as the official optim.Adam / Adagrad(params, lr=...)
+    opts += ["SOLVER.OPTIMIZER", args.optimizer, "SOLVER.BASE_LR", args.lr, "SOLVER.EPS", 0.0]
+    opts += ["SOLVER.BETAS", [0.9, 0.999]]
+    opts += ["MODEL.IRSTD.CHANNELS", CHANNEL_SIZES[args.channel_size]]
+    opts += ["MODEL.IRSTD.BLOCKS", BACKBONES[backbone(args, flavour)]]
+    return setup_cfg(FLAVOURS[flavour][1], opts)
+
+
 def run_ir_d2(args, flavour: str) -> dict:
     """ir_d2's net of ``flavour`` trained with the same reduced recipe, scored at the same
     iterations (one epoch of the official loader: 663 // batch) by IRSTDEvaluator."""
     per_epoch = len(DatasetCatalog.get(TRAIN)) // args.batch  # the official drop_last loader
     total = per_epoch * args.epochs
-    opts = ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", args.batch, "SEED", args.seed]
-    opts += ["INPUT.IR.CROP_SIZE", [args.crop, args.crop], "SOLVER.MAX_ITER", total]
-    opts += ["SOLVER.CHECKPOINT_PERIOD", 10**8, "TEST.EVAL_PERIOD", 0]
-    opts += ["DATALOADER.NUM_WORKERS", args.workers, "OUTPUT_DIR", str(Path(args.output) / "ir_d2")]
-    opts += ["MODEL.IRSTD.CHANNELS", CHANNEL_SIZES[args.channel_size]]
-    opts += ["MODEL.IRSTD.BLOCKS", BACKBONES[backbone(args, flavour)]]
-    cfg = setup_cfg(FLAVOURS[flavour][1], opts)
+    cfg = ir_d2_cfg(args, flavour, total)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -316,19 +348,243 @@ def run_ir_d2(args, flavour: str) -> dict:
     }
 
 
+# ------------------------------------------------------------------------- lockstep, augmentation
+def _official_module(clone: Path, name: str):
+    """``model/<name>.py`` of the user's clone, imported from its file (never copied)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_official_{name}", clone / "model" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: the official Res_CBAM_block's module names -> ir_d2's DNANet block's
+_BLOCK_NAMES = {
+    "conv1": "body.0",
+    "bn1": "body.1",
+    "conv2": "body.3",
+    "bn2": "body.4",
+    "shortcut": "shortcut",
+    "ca.fc1": "channel_attention.mlp.0",
+    "ca.fc2": "channel_attention.mlp.2",
+    "sa.conv1": "spatial_attention.conv",
+}
+
+
+def _block_key(rest: str) -> str:
+    for theirs, ours in _BLOCK_NAMES.items():
+        if rest.startswith(theirs + "."):
+            return ours + rest[len(theirs) :]
+    return rest
+
+
+def official_to_ir_d2(state: dict) -> dict:
+    """The official DNANet's state dict with ir_d2's DNANet key names (the same tensors: the
+    two nets are the same layers, which the tests check output for output)."""
+    out = {}
+    for key, value in state.items():
+        if m := re.fullmatch(r"conv(\d)_(\d)\.(\d+)\.(.*)", key):
+            i, j, b, rest = m.groups()
+            out[f"nodes.{i}_{j}.{b}.{_block_key(rest)}"] = value
+        elif m := re.fullmatch(r"conv0_4_final\.(\d+)\.(.*)", key):
+            out[f"fuse.{m.group(1)}.{_block_key(m.group(2))}"] = value
+        elif m := re.fullmatch(r"conv0_(\d)_1x1\.(.*)", key):
+            out[f"project.{4 - int(m.group(1))}.{m.group(2)}"] = value
+        elif m := re.fullmatch(r"final(\d)\.(.*)", key):
+            out[f"heads.{int(m.group(1)) - 1}.{m.group(2)}"] = value
+        elif m := re.fullmatch(r"final\.(.*)", key):
+            out[f"heads.0.{m.group(1)}"] = value
+        else:
+            raise KeyError(f"official DNANet key {key!r} has no ir_d2 counterpart")
+    return out
+
+
+def _difference(reference: dict, other: dict, trainable) -> dict:
+    """How far ``other``'s tensors are from ``reference``'s (same keys): all trainable weights
+    as one vector (relative L2), the trainable tensor farthest relative to its largest value,
+    and the same for the other tensors (BatchNorm running statistics)."""
+    relative, num, den = {}, 0.0, 0.0
+    for key, ref in reference.items():
+        a, b = ref.double(), other[key].double()
+        relative[key] = float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
+        if key in trainable:
+            num += float((a - b).pow(2).sum())
+            den += float(a.pow(2).sum())
+    params = {k: v for k, v in relative.items() if k in trainable}
+    worst = max(params, key=params.get)
+    return {
+        "weights": (num / den) ** 0.5,
+        "worst_tensor": worst,
+        "worst_tensor_relative": params[worst],
+        "running_statistics": max(
+            (v for k, v in relative.items() if k not in trainable), default=0.0
+        ),
+    }
+
+
+def lockstep(args, flavour: str, steps: int) -> dict:
+    """
+    The official net, loss and optimizer against ir_d2's, on the same batches: the official
+    DNANet built and Xavier-initialised by the official code, its weights copied into ir_d2's
+    DNANet, then ``steps`` training steps on each side from the same ir_d2 batches (the official
+    loss ``SoftIoULoss`` averaged over the deep-supervision outputs and the official optimizer
+    with its one scheduler step, against ``IRSTDSegmentor``'s loss and ir_d2's optimizer).
+
+    Float arithmetic in another order (ir_d2's layers sum and concatenate in their own order)
+    differs in the last bits, and adaptive optimizers amplify such bits where a gradient is
+    nearly zero (Adagrad's and Adam's first steps are ``lr * sign(g)``). So a control runs
+    beside them: the official code against itself with its initial weights changed by float32
+    rounding (relative 2**-24). ir_d2 agrees with the official code when it stays as close to it
+    as that control does; then any difference of the two trainings comes from their data
+    (augmentation and sampling), not from net, loss or optimizer.
+    """
+    if flavour != "dnanet":
+        return {"skipped": "the lockstep maps the DNANet code's layer names only"}
+    clone = Path(args.official).expanduser().resolve()
+    net_code = _official_module(clone, "model_DNANet")
+    loss_code = _official_module(clone, "loss")
+    torch.manual_seed(args.seed)
+    official = net_code.DNANet(
+        num_classes=1,
+        input_channels=3,
+        block=net_code.Res_CBAM_block,
+        num_blocks=BACKBONES[backbone(args, flavour)],
+        nb_filter=CHANNEL_SIZES[args.channel_size],
+        deep_supervision=True,
+    )
+    for m in official.modules():  # the official weights_init_xavier
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.xavier_normal_(m.weight.data)
+    control = copy.deepcopy(official)
+    with torch.no_grad():
+        for p in control.parameters():
+            p.mul_(1 + 2.0**-24 * torch.randn_like(p))
+
+    def official_optimizer(net):
+        params = [p for p in net.parameters() if p.requires_grad]
+        if args.optimizer == "Adam":
+            opt = torch.optim.Adam(params, lr=args.lr)
+        else:
+            opt = torch.optim.Adagrad(params, lr=args.lr)
+        # the official code builds CosineAnnealingLR(T_max=epochs, eta_min=1e-5), steps it once
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "step() before optimizer.step()"
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1500, eta_min=1e-5).step()
+        return opt
+
+    official_opt, control_opt = official_optimizer(official), official_optimizer(control)
+    cfg = ir_d2_cfg(args, flavour, steps)
+    model = IRTrainer.build_model(cfg)
+    model.net.load_state_dict(official_to_ir_d2(official.state_dict()))
+    optimizer = IRTrainer.build_optimizer(cfg, model)
+    batches = iter(IRTrainer.build_train_loader(cfg))
+    for net in (official, control, model):
+        net.train()
+
+    def official_loss(net, images, targets):
+        preds = net(images)
+        return sum(loss_code.SoftIoULoss(p, targets[:, None]) for p in preds) / len(preds)
+
+    rows = []
+    for step in range(steps):
+        batch = next(batches)
+        ours = sum(model(batch).values())
+        images = model.preprocess_image(batch)
+        targets, _ = model.prepare_targets(batch, images)
+        theirs = official_loss(official, images.tensor, targets)
+        again = official_loss(control, images.tensor, targets)
+        for opt, loss in ((optimizer, ours), (official_opt, theirs), (control_opt, again)):
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        rows.append([step, *(float(x.detach()) for x in (theirs, ours, again))])
+    reference = official_to_ir_d2(official.state_dict())
+    trainable = {name for name, _ in model.net.named_parameters()}
+    ours_diff = _difference(reference, model.net.state_dict(), trainable)
+    control_state = official_to_ir_d2(control.state_dict())
+    itself = _difference(reference, control_state, trainable)
+    ours_diff["loss"] = max(abs(r[1] - r[2]) for r in rows)
+    itself["loss"] = max(abs(r[1] - r[3]) for r in rows)
+    print(
+        f"lockstep: {steps} steps; ir_d2 vs official: loss {ours_diff['loss']:.2e}, weights "
+        f"{ours_diff['weights']:.2e}; official vs itself (float rounding): loss "
+        f"{itself['loss']:.2e}, weights {itself['weights']:.2e}"
+    )
+    return {
+        "steps": steps,
+        "optimizer": args.optimizer,
+        "losses": [
+            {"step": s, "official": round(a, 6), "ir_d2": round(b, 6), "control": round(c, 6)}
+            for s, a, b, c in rows
+        ],
+        "ir_d2": ours_diff,
+        "control": itself,
+    }
+
+
+def augmentation_stats(args, flavour: str, nudt: Path, samples: int) -> dict:
+    """
+    The training crops of the official ``TrainSetLoader`` against ir_d2's mapper with the same
+    arguments, ``samples`` crops each (frames in the split's order, cycled): the share of crops
+    with no target pixel, target pixels per crop, the mean normalised intensity and the share of
+    zero (padded) pixels. Equal statistics mean the two pipelines feed the nets alike.
+    """
+    from ir_d2.data import IRSTDDatasetMapper
+
+    clone = Path(args.official).expanduser().resolve()
+    utils_code = _official_module(clone, "utils")
+    ids = [line.strip() for line in (nudt / "50_50" / "train.txt").read_text().splitlines()]
+    from torchvision import transforms
+
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    )
+    official = utils_code.TrainSetLoader(
+        str(nudt), img_id=[i for i in ids if i], base_size=args.base, crop_size=args.crop,
+        transform=transform, suffix=".png",
+    )  # fmt: skip
+    cfg = ir_d2_cfg(args, flavour, 1)
+    mapper = IRSTDDatasetMapper(cfg, True)
+    records = DatasetCatalog.get(TRAIN)
+    mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(-1, 1, 1)
+    std = torch.tensor(cfg.MODEL.PIXEL_STD).view(-1, 1, 1)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    stats = {"official": [], "ir_d2": []}
+    imagenet_mean = torch.tensor([0.485, 0.456, 0.406]).view(-1, 1, 1)
+    imagenet_std = torch.tensor([0.229, 0.224, 0.225]).view(-1, 1, 1)
+    for i in range(samples):
+        image, mask = official[i % len(official)]
+        raw = image * imagenet_std + imagenet_mean  # in [0, 1]: padding is 0
+        padded = (raw.abs() < 1e-6).all(0).float().mean()
+        stats["official"].append((float(mask.sum()), float(image.mean()), float(padded)))
+        out = mapper(records[i % len(records)])
+        x = (out["image"].float() - mean) / std
+        padded = (out["image"] == 0).all(0).float().mean()
+        stats["ir_d2"].append((float(out["sem_seg"].sum()), float(x.mean()), float(padded)))
+    result = {}
+    for side, values in stats.items():
+        pixels = np.array([v[0] for v in values])
+        result[side] = {
+            "empty_crops": round(float((pixels == 0).mean()), 3),
+            "target_pixels_mean": round(float(pixels.mean()), 2),
+            "target_pixels_median_nonempty": (
+                float(np.median(pixels[pixels > 0])) if (pixels > 0).any() else 0.0
+            ),
+            "intensity_mean": round(float(np.mean([v[1] for v in values])), 3),
+            "padded_share": round(float(np.mean([v[2] for v in values])), 3),
+        }
+    result["samples"] = samples
+    return result
+
+
 # ------------------------------------------------------------------------------------ report
 def conditions(args) -> dict:
     keys = ("epochs", "eval_every", "batch", "crop", "base", "seed", "workers", "channel_size")
-    keys += ("backbone",)
+    keys += ("backbone", "optimizer", "lr")
     return {k: getattr(args, k) for k in keys} | {"threads": torch.get_num_threads()}
-
-
-def cached(path: Path, args):
-    if args.resume and path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("conditions") == conditions(args):
-            return saved["result"]
-    return None
 
 
 def plot(report, path: Path) -> None:
@@ -379,6 +635,48 @@ def markdown(report) -> str:
     )
 
 
+def checks_markdown(report) -> str:
+    parts = []
+    step = report.get("lockstep")
+    if step and "skipped" not in step:
+        every = max(1, len(step["losses"]) // 5)
+        rows = [
+            [r["step"], r["official"], r["ir_d2"], r["control"]] for r in step["losses"][::every]
+        ]
+        header = ["step", "loss: official", "ir_d2", "official, weights rounded"]
+        summary = markdown_table(
+            ["after the steps", "largest loss difference", "weights (relative L2)"]
+            + ["farthest tensor (relative)", "BN running statistics (relative)"],
+            [
+                [name, f"{d['loss']:.2e}", f"{d['weights']:.2e}"]
+                + [f"{d['worst_tensor_relative']:.2e} (`{d['worst_tensor']}`)"]
+                + [f"{d['running_statistics']:.2e}"]
+                for name, d in (
+                    ("ir_d2 vs official", step["ir_d2"]),
+                    ("official vs itself, weights rounded (control)", step["control"]),
+                )
+            ],
+        )
+        parts.append(
+            f"Lockstep: same batches, same initial weights, {step['steps']} steps, "
+            f"{step['optimizer']}\n\n{markdown_table(header, rows)}\n\n{summary}"
+        )
+    elif step:
+        parts.append(f"Lockstep check skipped: {step['skipped']}")
+    aug = report.get("augmentation")
+    if aug:
+        keys = ["empty_crops", "target_pixels_mean", "target_pixels_median_nonempty"]
+        keys += ["intensity_mean", "padded_share"]
+        parts.append(
+            f"Training crops, {aug['samples']} per side:\n\n"
+            + markdown_table(
+                ["pipeline", *keys],
+                [[s, *(aug[s][k] for k in keys)] for s in ("official", "ir_d2")],
+            )
+        )
+    return "\n\n".join(parts) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -387,6 +685,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4, help="epochs of 663 // batch iterations")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--channel-size", choices=sorted(CHANNEL_SIZES), default="three")
+    parser.add_argument("--optimizer", choices=["Adagrad", "Adam"], default="Adagrad")
+    parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--backbone", choices=sorted(BACKBONES), default=None)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--base", type=int, default=256)
@@ -394,6 +694,15 @@ def main(argv=None):
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--datasets", default=None, help="folder holding nudt-sirst/")
+    parser.add_argument(
+        "--lockstep", type=int, default=20, help="steps of the same-batch check (0: none)"
+    )
+    parser.add_argument(
+        "--augmentation-samples", type=int, default=800, help="crops compared per side (0: none)"
+    )
+    parser.add_argument(
+        "--checks-only", action="store_true", help="the lockstep and augmentation checks only"
+    )
     parser.add_argument("--output", default="output/bench_parity")
     parser.add_argument("--resume", action="store_true", help="keep a side already run alike")
     args = parser.parse_args(argv)
@@ -406,17 +715,28 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     flavour = official_flavour(Path(args.official).expanduser().resolve())
     report = {"conditions": conditions(args)}
+    report["lockstep"] = lockstep(args, flavour, args.lockstep) if args.lockstep else None
+    report["augmentation"] = (
+        augmentation_stats(args, flavour, nudt, args.augmentation_samples)
+        if args.augmentation_samples
+        else None
+    )
+    if args.checks_only:
+        text = checks_markdown(report)
+        write_report(out, "bench_parity_checks", TOOL, report, text)
+        print(text)
+        return report
     for side in ("official", "ir_d2"):
         path = out / f"{side}.json"
-        result = cached(path, args)
+        result = saved_result(path, conditions(args), args.resume)
         if result is None:
             result = (
                 run_official(args, out, nudt) if side == "official" else run_ir_d2(args, flavour)
             )
-            path.write_text(json.dumps({"conditions": conditions(args), "result": result}))
+            save_result(path, TOOL, conditions(args), result)
         report[side] = result
     plot(report, out / "bench_parity.png")
-    text = markdown(report)
+    text = markdown(report) + "\n" + checks_markdown(report)
     write_report(out, "bench_parity", TOOL, report, text)
     print(text)
     return report

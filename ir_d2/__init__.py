@@ -7,10 +7,11 @@ in detectron2's registries; ``ir_d2.add_ir_config(cfg)`` adds its config keys.
 
 import warnings
 
-# detectron2 and fvcore call torch.jit.script when they are imported, which torch >= 2.10 answers
-# with a FutureWarning at the start of every tool; nothing a user of ir_d2 can act on.
+# detectron2 and fvcore call torch.jit.script when they are imported, and ir_d2's TorchScript
+# export and loading call torch.jit.trace / save / load, which torch >= 2.10 answers with a
+# FutureWarning each time; nothing a user of ir_d2 can act on.
 warnings.filterwarnings(
-    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+    "ignore", message=r"`torch\.jit\.[a-z_]+` is deprecated", category=FutureWarning
 )
 
 from . import data, engine, evaluation, modeling  # noqa: E402, F401  (registration)

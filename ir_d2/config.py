@@ -257,8 +257,9 @@ def _add_solver_config(cfg):
     cfg.SOLVER.OPTIMIZER = "SGD"
     # Adam/AdamW betas.
     cfg.SOLVER.BETAS = [0.9, 0.999]
-    # Adam/AdamW/Adagrad epsilon.
-    cfg.SOLVER.EPS = 1e-8
+    # Adam/AdamW/Adagrad epsilon; 0 takes the optimizer's own default (torch's: Adam/AdamW 1e-8,
+    # Adagrad 1e-10), so a config that switches the optimizer never inherits another one's.
+    cfg.SOLVER.EPS = 0.0
 
 
 def _add_test_config(cfg):
@@ -271,3 +272,11 @@ def _add_test_config(cfg):
     cfg.TEST.IRSTD.DISTANCE = 3.0
     # Extra thresholds for the Pd/Fa curve (ROC); [] computes none.
     cfg.TEST.IRSTD.ROC_THRESHOLDS = []
+    # Tiled inference of the small-target nets (IRSTDSegmentor, IRPredictor, ExportedPredictor, the
+    # demo, evaluation): 0 runs the whole frame; > 0, a frame larger than this in either side runs
+    # tile by tile (tiles of this side), so peak memory follows the tile, not the frame.
+    cfg.TEST.IRSTD.TILE_SIZE = 0
+    # Pixels neighbouring tiles share at least (TILE_SIZE - TILE_OVERLAP >= SIZE_DIVISIBILITY); a
+    # pixel comes from the tile where it is farthest from an inner border: a net whose receptive
+    # field reaches at most TILE_OVERLAP / 2 pixels gives the whole-frame output.
+    cfg.TEST.IRSTD.TILE_OVERLAP = 32

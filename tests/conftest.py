@@ -92,3 +92,26 @@ def write_irstd_folder(root, n=6, size=64, seed=0, mask_values=(0, 255)):
         names.append(name)
     (root / "train.txt").write_text("\n".join(names) + "\n")
     return names
+
+
+def write_user_project(root, n=6, seed=0):
+    """A user's project under ``root``: :func:`write_irstd_folder` in ``root/data`` plus
+    ``data/ann.json``, the COCO json ``masks_to_coco`` makes of it. Returns the frame names."""
+    import json
+
+    from ir_d2.tools.masks_to_coco import build_coco
+
+    names = write_irstd_folder(root / "data", n=n, seed=seed)
+    coco = build_coco(str(root / "data/images"), str(root / "data/masks"))
+    (root / "data/ann.json").write_text(json.dumps(coco))
+    return names
+
+
+def remove_datasets(prefix: str) -> None:
+    """Unregister the datasets (and their metadata) whose names start with ``prefix``."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    for name in list(DatasetCatalog.keys()):
+        if name.startswith(prefix):
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)

@@ -8,12 +8,15 @@ import json
 import sys
 
 import pytest
+import torch
 from conftest import REPO_ROOT, SHARED_DATA
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import gpu_check  # noqa: E402
 from _common import COMPARISON_NETS  # noqa: E402
+
+from ir_d2.modeling.irstd.dnanet import DNANet  # noqa: E402
 
 
 def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
@@ -57,22 +60,39 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
     assert (out / "gpu_check.json").read_text() == "{}"
 
 
-def test_bench_learning_trains_any_config_for_a_budget_and_scores_it_beside_tophat(tmp_path):
+def test_bench_learning_runs_every_row_with_one_recipe_and_seeds_beside_tophat(tmp_path):
     import bench_learning
 
-    argv = ["--minutes", "0.02", "--eval-frames", "4", "--output", str(tmp_path)]
-    argv += ["--config-file", "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"]
+    argv = ["--iterations", "2", "--seeds", "0", "1", "--eval-frames", "4"]
+    argv += [
+        "--output",
+        str(tmp_path),
+        "--config-file",
+        "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml",
+    ]
     argv += ["DATASETS.TRAIN", "('ir_synthetic_train',)", "DATASETS.TEST", "('ir_synthetic_test',)"]
     report = bench_learning.main(argv)
     (row,) = report["rows"]
-    assert row["iterations"] >= 1 and row["batch"] == 8  # the small recipe's batch
+    assert row["iterations"] == 2 and row["batch"] == 8  # the controlled recipe's batch
+    assert row["seeds"] == [0, 1] and [r["seed"] for r in row["runs"]] == [0, 1]
+    # one head (the recipe turns deep supervision off): its final-head loss is its total loss
+    assert all(r["heads"] == {} and r["last_loss_final"] == r["last_loss"] for r in row["runs"])
     assert row["test"] == "ir_synthetic_test_first4"
+    ious = [r["IoU"] for r in row["runs"]]
+    assert row["IoU"] == pytest.approx(sum(ious) / 2)
+    assert row["IoU_std"] == pytest.approx(abs(ious[0] - ious[1]) / 2**0.5)
     (tophat,) = report["tophat"]
     assert tophat["name"].startswith("top-hat") and tophat["IoU"] > 0  # tuned: it finds targets
     saved = json.loads((tmp_path / "bench_learning.json").read_text())
     assert saved["tool"] == "benchmarks/bench_learning.py" and saved["rows"] == report["rows"]
     table = (tmp_path / "bench_learning.md").read_text()
-    assert "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml |" in table  # named by its config
+    assert "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml | 2 (8) |" in table
+    # --resume keeps each finished run (saved as it ended); a changed budget runs again
+    run = tmp_path / "irstd_irstd_sgem_unet_w40_1500e_nudt_sirst_yaml" / "seed1" / "run.json"
+    assert json.loads(run.read_text())["result"] == row["runs"][1]
+    stamp = run.stat().st_mtime_ns
+    bench_learning.main(argv[:2] + ["--seeds", "1", "--resume", "--no-tophat"] + argv[5:])
+    assert run.stat().st_mtime_ns == stamp
 
 
 def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_alike():
@@ -89,6 +109,20 @@ def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_al
 
     with pytest.raises(CommandLineError, match="train.py no longer contains"):
         bench_parity.patched_train_py("print('not the authors' code')\n", "dnanet")
+    # the official layer names onto ir_d2's DNANet (the lockstep's weight copy)
+    names = {
+        "conv1_0.0.ca.fc1.weight": "nodes.1_0.0.channel_attention.mlp.0.weight",
+        "conv0_4_final.0.bn2.bias": "fuse.0.body.4.bias",
+        "conv0_3_1x1.weight": "project.1.weight",
+        "final3.bias": "heads.2.bias",
+        "final.weight": "heads.0.weight",
+    }
+    mapped = bench_parity.official_to_ir_d2({k: torch.zeros(1) for k in names})
+    assert sorted(mapped) == sorted(names.values())
+    net = DNANet(3, channels=[4, 8, 16, 32, 64], blocks=[1, 1, 1, 1], deep_supervision=True)
+    assert set(mapped) <= set(net.state_dict())  # names of ir_d2's net
+    with pytest.raises(KeyError, match="up.weight"):
+        bench_parity.official_to_ir_d2({"up.weight": torch.zeros(1)})
     if not (SHARED_DATA / "nudt-sirst").is_dir():
         pytest.skip(f"real IR data {SHARED_DATA / 'nudt-sirst'} is absent")
     use_datasets(str(SHARED_DATA))
@@ -120,3 +154,17 @@ def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
     saved = json.loads((tmp_path / "bench_overfit.json").read_text())
     assert saved["tool"] == "benchmarks/bench_overfit.py" and saved["rows"] == [row]
     assert "| U-Net | width 16 | IoU |" in (tmp_path / "bench_overfit.md").read_text()
+
+
+def test_a_saved_result_is_resumed_only_by_the_code_that_made_it(tmp_path):
+    from _common import code_version, save_result, saved_result
+
+    path = tmp_path / "run.json"
+    save_result(path, "benchmarks/x.py", {"iterations": 2}, {"IoU": 1.5})
+    assert saved_result(path, {"iterations": 2}, resume=True) == {"IoU": 1.5}
+    assert saved_result(path, {"iterations": 3}, resume=True) is None  # other conditions
+    assert saved_result(path, {"iterations": 2}, resume=False) is None
+    record = json.loads(path.read_text())
+    assert record["code"] == code_version() and len(code_version()) == 12
+    path.write_text(json.dumps({**record, "code": "older"}))
+    assert saved_result(path, {"iterations": 2}, resume=True) is None  # made by other code

@@ -6,27 +6,21 @@ subsets registered by train_net, trained and evaluated; errors name the key.
 import json
 
 import pytest
-from conftest import write_irstd_folder
+from conftest import remove_datasets, write_user_project
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ir_d2.engine.defaults import setup_cfg
 from ir_d2.tools import train_net
-from ir_d2.tools.masks_to_coco import build_coco
 from ir_d2.utils.cli import CommandLineError
 
 
 @pytest.fixture
 def user_data(tmp_path, monkeypatch):
     """A user's project folder: frames, masks, a split list and a COCO json, cwd set to it."""
-    names = write_irstd_folder(tmp_path / "data", n=6)
-    coco = build_coco(str(tmp_path / "data/images"), str(tmp_path / "data/masks"))
-    (tmp_path / "data/ann.json").write_text(json.dumps(coco))
+    names = write_user_project(tmp_path, n=6)
     monkeypatch.chdir(tmp_path)
     yield tmp_path, names
-    for name in list(DatasetCatalog.keys()):
-        if name.startswith("my_"):
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
+    remove_datasets("my_")
 
 
 def _train(config, out, *extra, eval_only=False):

@@ -10,27 +10,20 @@ import re
 
 import pytest
 import torch
-from conftest import write_irstd_folder
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from conftest import remove_datasets, write_user_project
 from detectron2.engine import launch
 from dist_workers import evaluate_fixed_outputs, train_and_save_rank_state
 
 from ir_d2.tools import train_net
-from ir_d2.tools.masks_to_coco import build_coco
 
 
 @pytest.fixture
 def data(tmp_path):
     """7 synthetic 64x64 frames (an odd number: the two ranks get 4 and 3) as an image/mask
     folder pair and a COCO json; datasets registered from YAML are removed afterwards."""
-    write_irstd_folder(tmp_path / "data", n=7, seed=3)
-    coco = build_coco(str(tmp_path / "data/images"), str(tmp_path / "data/masks"))
-    (tmp_path / "data/ann.json").write_text(json.dumps(coco))
+    write_user_project(tmp_path, n=7, seed=3)
     yield tmp_path
-    for name in list(DatasetCatalog.keys()):
-        if name.startswith("dist_"):
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
+    remove_datasets("dist_")
 
 
 def _register(root):

@@ -76,10 +76,14 @@ def test_loss_ignores_padding_and_averages_deep_supervision():
     model = _model("UNet", ["MODEL.IRSTD.DEEP_SUPERVISION", True])
     model.train()
     batch = _batch([(20, 30), (27, 45)], seed=3)  # padded to 32x64
-    with EventStorage():
+    with EventStorage() as storage:
         got = model(batch)["loss_soft_iou"]
     images = model.preprocess_image(batch)
     assert images.tensor.shape[-2:] == (32, 64)
+    # each head's own loss is logged beside the mean (the final head's last)
+    logged = {k: v.latest() for k, v in storage.histories().items()}
+    heads = [logged[f"irstd/loss_soft_iou_head{k}"] for k in range(3)]
+    assert sum(heads) + logged["irstd/loss_soft_iou_final"] == pytest.approx(4 * float(got))
     outputs = model.net(images.tensor)
     expected = []
     for out in outputs:  # crop each image's own region, then one loss over the batch

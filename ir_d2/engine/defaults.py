@@ -1,7 +1,9 @@
 """Config set-up and weight loading shared by the command-line tools."""
 
+import difflib
 import logging
 import os
+import re
 import sys
 
 import torch
@@ -19,6 +21,7 @@ __all__ = [
     "check_cfg",
     "WeightsUnavailableError",
     "ensure_weights",
+    "weights_problem",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,8 +94,20 @@ def _check_device(cfg) -> None:
                 )
 
 
+def _check_device_name(cfg) -> None:
+    """``MODEL.DEVICE`` must be a device torch knows ("gpu" is not)."""
+    try:
+        torch.device(cfg.MODEL.DEVICE)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"MODEL.DEVICE {cfg.MODEL.DEVICE!r} is not a device torch knows: use 'cpu', 'cuda' or "
+            "'cuda:N'"
+        ) from None
+
+
 def check_cfg(cfg) -> None:
     """Values that detectron2 would only trip over deep in a run: a ValueError naming the key."""
+    _check_device_name(cfg)
     positive = {
         "SOLVER.IMS_PER_BATCH": cfg.SOLVER.IMS_PER_BATCH,
         "SOLVER.CHECKPOINT_PERIOD": cfg.SOLVER.CHECKPOINT_PERIOD,
@@ -129,14 +144,17 @@ def setup_cfg(config_file, opts=(), args=None, freeze=True):
     cfg = get_ir_cfg()
     if config_file:
         config_file = resolve_config_file(config_file)
-        cfg.merge_from_file(config_file)
+        _merge_file(cfg, config_file)
         if args is not None:
             args.config_file = config_file  # default_setup logs the file: the resolved one
-    cfg.merge_from_list(list(opts))
+    _merge_list(cfg, list(opts))
+    if args is not None:  # the saved config.yaml then names this run's folder from anywhere
+        cfg.OUTPUT_DIR = os.path.abspath(cfg.OUTPUT_DIR)
     note = _use_cpu_without_cuda(cfg)
     check_cfg(cfg)
     register_datasets_from_config(cfg)  # it writes absolute paths: before the config is saved
     if args is not None:
+        _plain_log_files(cfg.OUTPUT_DIR)
         default_setup(cfg, args)
         _setup_ir_logger(cfg.OUTPUT_DIR)
     if note:
@@ -144,6 +162,81 @@ def setup_cfg(config_file, opts=(), args=None, freeze=True):
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _config_keys(node, prefix: str = ""):
+    """Every full key of a config (``SOLVER.MAX_ITER``), for suggestions."""
+    for key, value in node.items():
+        full = f"{prefix}{key}"
+        yield full
+        if isinstance(value, dict):
+            yield from _config_keys(value, full + ".")
+
+
+def unknown_key_message(cfg, key: str, where: str) -> str:
+    """One line naming an unknown config key, where it was given and the closest known key."""
+    close = difflib.get_close_matches(key, list(_config_keys(cfg)), n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{where}: unknown config key {key}{hint}"
+
+
+def _merge_file(cfg, config_file: str) -> None:
+    """``cfg.merge_from_file``; an unknown key in the file is a ValueError naming it and the
+    file (yacs raises ``KeyError('Non-existent config key: ...')``)."""
+    try:
+        cfg.merge_from_file(config_file)
+    except KeyError as e:
+        text = str(e.args[0]) if e.args else ""
+        prefix = "Non-existent config key: "
+        if not text.startswith(prefix):
+            raise
+        raise ValueError(unknown_key_message(cfg, text[len(prefix) :], config_file)) from None
+
+
+def _merge_list(cfg, opts) -> None:
+    """``cfg.merge_from_list``; an unknown key among the overrides is a ValueError naming it
+    (yacs asserts it deep inside, with a traceback)."""
+    for key in opts[0::2]:
+        node = cfg
+        for part in str(key).split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(unknown_key_message(cfg, str(key), "config override"))
+            node = node[part]
+    cfg.merge_from_list(opts)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _PlainFormatter(logging.Formatter):
+    """A file handler's formatter without ANSI colour codes (detectron2's ``default_setup`` logs
+    the config highlighted by pygments, and its file handler would write the codes)."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record):
+        return _ANSI.sub("", self.inner.format(record))
+
+
+def _plain_log_files(output_dir) -> None:
+    """
+    Give the file handlers of the loggers ``default_setup`` sets up (detectron2's, fvcore's)
+    formatters without colour codes, before it logs: ``setup_logger`` is cached on its
+    arguments, so the calls below create the handlers ``default_setup``'s identical calls get.
+    """
+    rank = comm.get_rank()
+    if comm.is_main_process() and output_dir:
+        PathManager.mkdirs(output_dir)
+    loggers = [setup_logger(output_dir, distributed_rank=rank, name="fvcore")]
+    loggers.append(setup_logger(output_dir, distributed_rank=rank))  # default_setup's calls
+    for lg in loggers:
+        for handler in lg.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream not in (sys.stdout, sys.stderr) and handler.formatter is not None:
+                if not isinstance(handler.formatter, _PlainFormatter):
+                    handler.setFormatter(_PlainFormatter(handler.formatter))
 
 
 def _setup_ir_logger(output_dir):
@@ -168,17 +261,25 @@ def ensure_weights(weights):
     ``detectron2://`` and ``https://`` weights on first use (offline machines cannot) and caches
     them.
     """
+    problem = weights_problem(weights)
+    if problem:
+        raise WeightsUnavailableError(problem)
+
+
+def weights_problem(weights) -> str:
+    """Why ``MODEL.WEIGHTS`` cannot be read, in one line telling what to set; "" when it can
+    (or is "", random initialisation)."""
     if not weights:
-        return
+        return ""
     try:
         local = PathManager.get_local_path(weights)
     except Exception as e:  # URLError, OSError, HTTP errors, unknown path handlers
         reason = f"{type(e).__name__}: {e}"
     else:
         if os.path.isfile(local):
-            return
+            return ""
         reason = "no such file"
-    raise WeightsUnavailableError(
+    return (
         f"Cannot read MODEL.WEIGHTS {weights!r} ({reason}). "
         'Set MODEL.WEIGHTS to a local file, or to "" to start from random initialisation.'
     )

@@ -5,15 +5,22 @@ ExportedPredictor: :class:`IRPredictor`'s inputs and outputs for a small-target 
 
 import logging
 
+import numpy as np
 import torch
 
 from ..export.runtime import ExportedNet, read_export_metadata
+from ..layers import check_tiling, tiled_probabilities
 from ..modeling.meta_arch.irstd_segmentor import irstd_input, irstd_results
 from .predictor import IRFrameInput
 
 __all__ = ["ExportedPredictor", "is_exported_model"]
 
 logger = logging.getLogger(__name__)
+
+
+def _same(a, b) -> bool:
+    """Whether two constants agree up to float32 rounding (an export stores float32 values)."""
+    return np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-6, atol=0)
 
 
 def is_exported_model(weights: str) -> bool:
@@ -33,7 +40,9 @@ class ExportedPredictor(IRFrameInput):
     The net's constants (``pixel_mean``, ``pixel_std``, ``size_divisibility``) come from the
     export's ``ir_d2_export.json`` when it is there (the values the net was exported with), else
     from ``cfg``; a difference is logged. ``cfg`` gives the reading settings (``INPUT.*``) and
-    the target threshold (``MODEL.IRSTD.THRESHOLD``).
+    the target threshold (``MODEL.IRSTD.THRESHOLD``) and tiled inference
+    (``TEST.IRSTD.TILE_SIZE`` > 0: a frame larger than the tile in either side runs tile by tile,
+    as in the segmentor; :func:`ir_d2.layers.tiled_probabilities`).
 
     Args:
         cfg: the config the model was trained with, ``MODEL.WEIGHTS`` the exported file.
@@ -56,7 +65,7 @@ class ExportedPredictor(IRFrameInput):
         }
         meta = read_export_metadata(cfg.MODEL.WEIGHTS) or {}
         for key in consts:
-            if key in meta and meta[key] != consts[key]:
+            if key in meta and not _same(meta[key], consts[key]):
                 logger.warning(
                     f"ExportedPredictor: {key} is {meta[key]} in the export's metadata and "
                     f"{consts[key]} in the config; using the export's"
@@ -65,11 +74,24 @@ class ExportedPredictor(IRFrameInput):
         self.pixel_mean = torch.tensor(consts["pixel_mean"]).view(-1, 1, 1)
         self.pixel_std = torch.tensor(consts["pixel_std"]).view(-1, 1, 1)
         self.size_divisibility = consts["size_divisibility"]
+        self.tile_size = cfg.TEST.IRSTD.TILE_SIZE
+        self.tile_overlap = cfg.TEST.IRSTD.TILE_OVERLAP
+        if self.tile_size:
+            check_tiling(self.tile_size, self.tile_overlap, max(self.size_divisibility, 1))
 
     def run_model(self, inputs: dict) -> dict:
         batch = irstd_input(
             [inputs["image"]], self.pixel_mean, self.pixel_std, self.size_divisibility
         )
-        prob = torch.from_numpy(self.net(batch.tensor))
+        if self.tile_size > 0 and max(batch.image_sizes[0]) > self.tile_size:
+            prob = tiled_probabilities(
+                lambda x: torch.from_numpy(self.net(x)),
+                batch.tensor,
+                self.tile_size,
+                self.tile_overlap,
+                max(self.size_divisibility, 1),
+            )
+        else:
+            prob = torch.from_numpy(self.net(batch.tensor))
         size = (inputs["height"], inputs["width"])
         return irstd_results(prob, batch.image_sizes, [size], self.threshold)[0]

@@ -14,6 +14,7 @@ from scipy import ndimage
 from ..data.augmentation import build_ir_augmentation
 from ..data.io import check_normalize, to_bgr_uint8
 from ..evaluation.irstd_metrics import connected_targets
+from .defaults import weights_problem
 
 __all__ = ["IRFrameInput", "IRPredictor", "invalid_pixels", "suppress_invalid"]
 
@@ -164,6 +165,9 @@ class IRPredictor(IRFrameInput, DefaultPredictor):
     """
 
     def __init__(self, cfg):
+        problem = weights_problem(cfg.MODEL.WEIGHTS)
+        if problem:  # fvcore would say "Checkpoint ... not found!" from deep inside
+            raise FileNotFoundError(problem)
         DefaultPredictor.__init__(self, cfg)
         IRFrameInput.__init__(self, cfg)
 

@@ -22,6 +22,7 @@ from .losses import (
 from .neg_loss import NEG_LOSS_MODES, negative_sample_loss
 from .norm import get_norm
 from .soft_iou import soft_iou_loss
+from .tiling import check_tiling, tile_origins, tiled_probabilities
 
 __all__ = [
     "IOU_LOSS_TYPES",
@@ -29,6 +30,7 @@ __all__ = [
     "LOVASZ_KINDS",
     "NEG_LOSS_MODES",
     "binary_cross_entropy_loss",
+    "check_tiling",
     "ciou_loss",
     "dice_loss",
     "eiou_loss",
@@ -47,4 +49,6 @@ __all__ = [
     "negative_sample_loss",
     "siou_loss",
     "soft_iou_loss",
+    "tile_origins",
+    "tiled_probabilities",
 ]

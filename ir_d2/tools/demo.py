@@ -32,6 +32,7 @@ import argparse
 import csv
 import json
 import logging
+import sys
 import time
 from array import array
 from pathlib import Path
@@ -51,6 +52,7 @@ from ir_d2.utils.cli import (
     CommandLineError,
     add_opts_arguments,
     collect_opts,
+    move_config_pairs_to_end,
     one_line_errors,
     split_trailing_opts,
 )
@@ -341,7 +343,9 @@ def get_parser():
 def run(argv=None):
     """The demo: returns ``(written, failures)``, the outputs written and ``(input, error)``
     pairs of the inputs that could not be read."""
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(move_config_pairs_to_end(argv, parser))  # KEY VALUE pairs anywhere
     inputs_args, trailing = split_trailing_opts(args.input)
     args.opts = trailing + list(args.opts or [])
     setup_logger(name="ir_d2")
@@ -355,9 +359,11 @@ def run(argv=None):
             raise ValueError(f"--temporal-speed must be >= 0, got {args.temporal_speed}")
         ensure_weights(cfg.MODEL.WEIGHTS)
         out_dir = Path(args.output)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"--output {out_dir} is a file; name a folder for the overlays")
         plan = plan_outputs(expand_inputs(inputs_args), inputs_args, out_dir, args.overwrite)
         demo = IRVisualizationDemo(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out_dir)
     written, failures = [], []
     for path, kind, target in plan:

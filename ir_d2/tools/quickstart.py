@@ -183,12 +183,15 @@ def main(argv=None) -> dict:
         f"{cfg.SOLVER.MAX_ITER} iterations on {cfg.MODEL.DEVICE}, output {out}"
     )
     base = ["--config-file", args.config_file, *(f"{o}" for o in opts)]
-    train_net.main(train_net.get_parser().parse_args(["--resume", *base]))
+    # detectron2's end-of-training evaluation (a resumed, finished run included) scores the
+    # test set once; --eval-only only where training returned no results
+    evaluation = train_net.main(train_net.get_parser().parse_args(["--resume", *base]))
     trained = time.perf_counter() - start
     weights = str(out / "model_final.pth")
-    evaluation = train_net.main(
-        train_net.get_parser().parse_args(["--eval-only", *base, "MODEL.WEIGHTS", weights])
-    )
+    if not (isinstance(evaluation, dict) and "irstd" in evaluation):
+        evaluation = train_net.main(
+            train_net.get_parser().parse_args(["--eval-only", *base, "MODEL.WEIGHTS", weights])
+        )
     results = evaluation["irstd"]
     cfg = setup_cfg(args.config_file, [*opts, "MODEL.WEIGHTS", weights])
 

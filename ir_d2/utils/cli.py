@@ -9,6 +9,7 @@ Command-line conventions shared by the ir_d2 tools (no detectron2 import).
 """
 
 import argparse
+import logging
 import os
 import re
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ from typing import List, Sequence, Tuple
 __all__ = [
     "CommandLineError",
     "one_line_errors",
+    "quiet_training_errors",
+    "move_config_pairs_to_end",
     "add_opts_arguments",
     "collect_opts",
     "split_trailing_opts",
@@ -50,6 +53,63 @@ def one_line_errors(prog: str, types: Tuple[type, ...] = (ValueError, OSError, K
         if isinstance(e, KeyError) and message.startswith("'"):
             message = f"unknown key {message}"
         raise CommandLineError(f"{prog}: {message}") from e
+
+
+class _DropLoggedTraceback(logging.Filter):
+    def __init__(self, types):
+        super().__init__()
+        self.types = types
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, self.types)
+
+
+@contextmanager
+def quiet_training_errors(types: Tuple[type, ...]):
+    """
+    Inside the block, detectron2's training loop does not log the traceback of the ``types`` of
+    errors (``TrainerBase.train``: ``logger.exception("Exception during training:")``) before
+    they propagate to :func:`one_line_errors`; with env ``IR_D2_DEBUG`` it does.
+    """
+    if os.environ.get("IR_D2_DEBUG"):
+        yield
+        return
+    train_loop = logging.getLogger("detectron2.engine.train_loop")
+    drop = _DropLoggedTraceback(types)
+    train_loop.addFilter(drop)
+    try:
+        yield
+    finally:
+        train_loop.removeFilter(drop)
+
+
+def move_config_pairs_to_end(argv: Sequence[str], parser: argparse.ArgumentParser) -> List[str]:
+    """
+    ``argv`` with the ``KEY VALUE`` config overrides that stand before other options moved to
+    the end, where ``parser`` takes them as trailing overrides (``demo --config-file c.yaml
+    MODEL.WEIGHTS w.pth --input a.png --output out/``). A key is a token that looks like one
+    (:data:`CONFIG_KEY`), is not an existing path and is not the value of an option of
+    ``parser``; nothing after ``--opts`` moves.
+    """
+    argv = list(argv)
+    flags = {s for a in parser._actions if a.nargs == 0 for s in a.option_strings}
+    head, moved, i = [], [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--opts":
+            head += argv[i:]
+            break
+        last = head[-1] if head else ""
+        follows_option = last.startswith("-") and "=" not in last and last not in flags
+        is_key = CONFIG_KEY.match(token) and not os.path.exists(token) and i + 1 < len(argv)
+        if is_key and not follows_option:
+            moved += argv[i : i + 2]
+            i += 2
+            continue
+        head.append(token)
+        i += 1
+    return head + moved
 
 
 def add_opts_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:

@@ -4,11 +4,18 @@ import time
 
 import torch
 
-__all__ = ["time_call", "count_parameters"]
+__all__ = ["time_call", "time_calls", "count_parameters"]
 
 
 def time_call(fn, warmup: int = 2, repeat: int = 5) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeat`` calls after ``warmup`` calls,
+    synchronising CUDA around each call when it is available."""
+    times = time_calls(fn, warmup, repeat)
+    return times[len(times) // 2]
+
+
+def time_calls(fn, warmup: int = 2, repeat: int = 5) -> list:
+    """The sorted wall times of ``repeat`` calls of ``fn()`` in seconds, after ``warmup`` calls,
     synchronising CUDA around each call when it is available."""
     for _ in range(warmup):
         fn()
@@ -21,7 +28,7 @@ def time_call(fn, warmup: int = 2, repeat: int = 5) -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    return sorted(times)
 
 
 def count_parameters(module: torch.nn.Module) -> int:

@@ -146,6 +146,13 @@ def load_ir_coco_json(
             to_ours[raw_id] = wanted[mapped]
     found = {thing_classes[i] for i in to_ours.values()}
     missing = [c for c in thing_classes if c not in found]
+    if not found:
+        raise IRDataError(
+            f"dataset '{dataset_name}': none of the classes {list(thing_classes)} asked for "
+            f"(DATASETS.IR_REGISTER.<name>.CLASSES, or thing_classes) is among the categories "
+            f"{json_classes} of '{json_file}'; ask for some of those, or CLASSES [] for the "
+            "json's own"
+        )
     if missing:
         logger.warning(
             f"dataset '{dataset_name}': classes {missing} are not among the categories "

@@ -117,10 +117,22 @@ def _register(name: str, spec: dict) -> None:
 def register_subset(name: str, base: str, first: int) -> None:
     """Register ``name`` as the first ``first`` records of the registered dataset ``base``, with
     ``base``'s metadata (its evaluator type among them); the ``"subset"`` TYPE."""
-    DatasetCatalog.register(name, lambda: DatasetCatalog.get(base)[:first])
-    meta = MetadataCatalog.get(base).as_dict()
-    meta.pop("name", None)
-    MetadataCatalog.get(name).set(**meta)
+
+    def load():
+        records = DatasetCatalog.get(base)[:first]
+        _inherit_metadata(name, base)  # what loading ``base`` set (a json's own thing_classes)
+        return records
+
+    DatasetCatalog.register(name, load)
+    _inherit_metadata(name, base)
+
+
+def _inherit_metadata(name: str, base: str) -> None:
+    """Set on ``name`` the metadata of ``base`` that ``name`` does not have yet."""
+    meta, own = MetadataCatalog.get(name), MetadataCatalog.get(name).as_dict()
+    for key, value in MetadataCatalog.get(base).as_dict().items():
+        if key != "name" and key not in own:
+            meta.set(**{key: value})
 
 
 def register_datasets_from_config(cfg) -> None:

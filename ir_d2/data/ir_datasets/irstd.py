@@ -158,7 +158,20 @@ def size_mismatch_message(
     image_file, image_shape, mask_file, mask_shape, dataset_name, fix: str = CONFIG_SIZE_FIX
 ) -> str:
     """The error text of a mask whose size differs from its image (names both files and says
-    what to do: ``fix``, by default the config keys; the tools name their flags)."""
+    what to do: ``fix``, by default the config keys; the tools name their flags). When the
+    aspect ratios differ no resizing option can help, and the text says so instead."""
+    if not aspect_ratios_agree(image_shape, mask_shape):
+        (hi, wi), (hm, wm) = image_shape[:2], mask_shape[:2]
+        fix = (
+            f"their aspect ratios differ ({wi / hi:.3f} and {wm / hm:.3f}), so the mask cannot be "
+            "resized to the image (resizing keeps the aspect ratio only): correct or remove the "
+            "mask"
+            + (
+                ", or skip such frames with DATALOADER.SKIP_BAD_SAMPLES True"
+                if fix == CONFIG_SIZE_FIX
+                else ""
+            )
+        )
     return (
         f"mask '{mask_file}' is {mask_shape[1]}x{mask_shape[0]} but its image '{image_file}' is "
         f"{image_shape[1]}x{image_shape[0]} (dataset '{dataset_name}'); {fix}"

@@ -21,7 +21,7 @@ from torch import nn
 
 from ir_d2.layers.norm import NormSpec, get_norm
 
-from .build import IRSTD_NET_REGISTRY
+from .build import IRSTD_NET_REGISTRY, staged_net_args
 from .unet import IRSTDNetInitMixin, upsample_to
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "acm_blocks",
     "acm_conv_norm",
     "acm_widths",
-    "check_image",
     "input_norm",
     "norm_layer",
     "residual_stage",
@@ -74,16 +73,6 @@ def acm_blocks(blocks: Optional[Sequence[int]], default: int) -> tuple:
             f"MODEL.IRSTD.BLOCKS must list 3 counts >= 1 for ACM / ALCNet, got {list(blocks)}."
         )
     return blocks
-
-
-def check_image(net: nn.Module, x: torch.Tensor) -> None:
-    """Raise a ValueError naming ``MODEL.IRSTD.IN_CHANNELS`` unless ``x`` is (N, C, H, W) with the
-    net's ``in_channels``."""
-    if x.dim() != 4 or x.shape[1] != net.in_channels:
-        raise ValueError(
-            f"{type(net).__name__} expects an (N, {net.in_channels}, H, W) tensor "
-            f"(MODEL.IRSTD.IN_CHANNELS), got {tuple(x.shape)}."
-        )
 
 
 def norm_layer(norm: NormSpec, channels: int) -> nn.Module:
@@ -365,13 +354,11 @@ class ACM(IRSTDNetInitMixin, nn.Module):
         norm: NormSpec = "BN",
     ):
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
         if arch not in ACM_ARCHS:
             raise ValueError(f"MODEL.IRSTD.ACM.ARCH must be one of {ACM_ARCHS}, got {arch!r}.")
         c = acm_widths(channels)
         b = acm_blocks(blocks, 3)
-        self.in_channels = in_channels
+        self.set_in_channels(in_channels)
         self.channels = c
         self.blocks = b
         self.arch = arch
@@ -391,14 +378,7 @@ class ACM(IRSTDNetInitMixin, nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Constructor arguments from ``cfg.MODEL.IRSTD``."""
-        ir = cfg.MODEL.IRSTD
-        return {
-            "in_channels": ir.IN_CHANNELS,
-            "channels": list(ir.CHANNELS) or None,
-            "blocks": list(ir.BLOCKS) or None,
-            "arch": ir.ACM.ARCH,
-            "norm": ir.NORM,
-        }
+        return {**staged_net_args(cfg), "arch": cfg.MODEL.IRSTD.ACM.ARCH}
 
     def output_heads(self) -> List[nn.Conv2d]:
         """The 1x1 conv that produces the logits."""
@@ -414,7 +394,7 @@ class ACM(IRSTDNetInitMixin, nn.Module):
                     nn.init.xavier_normal_(m.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(self, x)
+        self.check_input(x)
         c1, c2, c3 = self.encoder(x)
         if self.arch == "unet":
             d2 = self.up2(self.fuse2(upsample_to(self.deconv2(c3), c2), c2))

@@ -28,10 +28,9 @@ from .acm import (
     acm_blocks,
     acm_conv_norm,
     acm_widths,
-    check_image,
     norm_layer,
 )
-from .build import IRSTD_NET_REGISTRY
+from .build import IRSTD_NET_REGISTRY, staged_net_args
 from .unet import IRSTDNetInitMixin, upsample_to
 
 __all__ = ["ALCNet", "BottomUpLocalModulation", "local_contrast", "multiscale_local_contrast"]
@@ -142,8 +141,6 @@ class ALCNet(IRSTDNetInitMixin, nn.Module):
         norm: NormSpec = "BN",
     ):
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
         shifts = tuple(int(s) for s in shifts)
         if not shifts or min(shifts) < 1:
             raise ValueError(
@@ -151,7 +148,7 @@ class ALCNet(IRSTDNetInitMixin, nn.Module):
             )
         c = acm_widths(channels)
         b = acm_blocks(blocks, 4)
-        self.in_channels = in_channels
+        self.set_in_channels(in_channels)
         self.channels = c
         self.blocks = b
         self.shifts = shifts
@@ -165,21 +162,14 @@ class ALCNet(IRSTDNetInitMixin, nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Constructor arguments from ``cfg.MODEL.IRSTD``."""
-        ir = cfg.MODEL.IRSTD
-        return {
-            "in_channels": ir.IN_CHANNELS,
-            "channels": list(ir.CHANNELS) or None,
-            "blocks": list(ir.BLOCKS) or None,
-            "shifts": list(ir.ACM.ALC_SHIFTS),
-            "norm": ir.NORM,
-        }
+        return {**staged_net_args(cfg), "shifts": list(cfg.MODEL.IRSTD.ACM.ALC_SHIFTS)}
 
     def output_heads(self) -> List[nn.Conv2d]:
         """The 1x1 conv that produces the logits."""
         return [self.head.logits]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(self, x)
+        self.check_input(x)
         c1, c2, c3 = self.encoder(x)
         p3 = self.proj3(multiscale_local_contrast(c3, self.shifts))
         p2 = self.proj2(multiscale_local_contrast(c2, self.shifts))

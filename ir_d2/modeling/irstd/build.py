@@ -10,7 +10,7 @@ one being the final output).
 
 from fvcore.common.registry import Registry
 
-__all__ = ["IRSTD_NET_REGISTRY", "build_irstd_net"]
+__all__ = ["IRSTD_NET_REGISTRY", "build_irstd_net", "staged_net_args"]
 
 IRSTD_NET_REGISTRY = Registry("IRSTD_NET")
 IRSTD_NET_REGISTRY.__doc__ = """
@@ -55,3 +55,18 @@ def build_irstd_net(cfg):
             )
         net.set_output_prior(prior)
     return net
+
+
+def staged_net_args(cfg) -> dict:
+    """
+    The constructor arguments that the nets built of stages read alike from ``cfg.MODEL.IRSTD``
+    (DNANet, ACM, ALCNet, ISNet): ``in_channels``, ``channels`` and ``blocks`` (None where the key
+    is ``[]``: the net's own), ``norm``.
+    """
+    ir = cfg.MODEL.IRSTD
+    return {
+        "in_channels": ir.IN_CHANNELS,
+        "channels": list(ir.CHANNELS) or None,
+        "blocks": list(ir.BLOCKS) or None,
+        "norm": ir.NORM,
+    }

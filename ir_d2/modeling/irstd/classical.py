@@ -133,9 +133,7 @@ class ClassicalDetector(IRSTDNetInitMixin, nn.Module):
 
     def __init__(self, in_channels: int = 3, kernel: int = 5, k: float = 4.0):
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
-        self.in_channels = in_channels
+        self.set_in_channels(in_channels)
         self.channels: Sequence[int] = ()
         self.kernel = int(kernel)
         self.k = float(k)
@@ -156,11 +154,7 @@ class ClassicalDetector(IRSTDNetInitMixin, nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects an (N, {self.in_channels}, H, W) tensor "
-                f"(MODEL.IRSTD.IN_CHANNELS), got {tuple(x.shape)}."
-            )
+        self.check_input(x)
         gray = x.float().mean(dim=1, keepdim=True)
         return adaptive_threshold_logits(self.response(gray), self.k)
 

@@ -19,7 +19,7 @@ from torch import nn
 from ir_d2.layers.norm import NormSpec
 
 from .aff import AFFBlock
-from .build import IRSTD_NET_REGISTRY
+from .build import IRSTD_NET_REGISTRY, staged_net_args
 from .unet import NUM_LEVELS, IRSTDNetInitMixin, unet_channels
 
 __all__ = ["DNANet", "SIRST5KNet", "resize_aligned"]
@@ -89,8 +89,6 @@ class DNANet(IRSTDNetInitMixin, nn.Module):
         norm: NormSpec = "BN",
     ):
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
         c = unet_channels(base_channels, channels)
         blocks = tuple(int(b) for b in (blocks or self.DEFAULT_BLOCKS))
         if len(blocks) != NUM_LEVELS - 1 or min(blocks) < 1:
@@ -98,7 +96,7 @@ class DNANet(IRSTDNetInitMixin, nn.Module):
                 f"MODEL.IRSTD.BLOCKS must list {NUM_LEVELS - 1} counts >= 1 for "
                 f"{type(self).__name__}, got {list(blocks)}."
             )
-        self.in_channels = in_channels
+        self.set_in_channels(in_channels)
         self.channels = c
         self.blocks = blocks
         self.deep_supervision = deep_supervision
@@ -127,14 +125,12 @@ class DNANet(IRSTDNetInitMixin, nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Constructor arguments from ``cfg.MODEL.IRSTD``."""
+        ir = cfg.MODEL.IRSTD
         return {
-            "in_channels": cfg.MODEL.IRSTD.IN_CHANNELS,
-            "base_channels": cfg.MODEL.IRSTD.BASE_CHANNELS,
-            "channels": list(cfg.MODEL.IRSTD.CHANNELS) or None,
-            "blocks": list(cfg.MODEL.IRSTD.BLOCKS) or None,
-            "deep_supervision": cfg.MODEL.IRSTD.DEEP_SUPERVISION,
-            "reduction": cfg.MODEL.IRSTD.AFF_REDUCTION,
-            "norm": cfg.MODEL.IRSTD.NORM,
+            **staged_net_args(cfg),
+            "base_channels": ir.BASE_CHANNELS,
+            "deep_supervision": ir.DEEP_SUPERVISION,
+            "reduction": ir.AFF_REDUCTION,
         }
 
     def output_heads(self) -> List[nn.Conv2d]:
@@ -142,11 +138,7 @@ class DNANet(IRSTDNetInitMixin, nn.Module):
         return [self.heads[-1], *self.heads[:-1]]
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects an (N, {self.in_channels}, H, W) tensor "
-                f"(MODEL.IRSTD.IN_CHANNELS), got {tuple(x.shape)}."
-            )
+        self.check_input(x)
         last = NUM_LEVELS - 1
         feats = {}
         for i in range(NUM_LEVELS):

@@ -27,8 +27,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ir_d2.layers.edge_loss import gradient_magnitude
 from ir_d2.layers.norm import NormSpec, get_norm
 
-from .acm import FCNHead, acm_blocks, acm_widths, check_image, residual_stage
-from .build import IRSTD_NET_REGISTRY
+from .acm import FCNHead, acm_blocks, acm_widths, residual_stage
+from .build import IRSTD_NET_REGISTRY, staged_net_args
 from .unet import IRSTDNetInitMixin
 
 __all__ = [
@@ -439,8 +439,6 @@ class ISNet(IRSTDNetInitMixin, nn.Module):
         norm: NormSpec = "BN",
     ):
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
         if edge_channels <= 0:
             raise ValueError(f"MODEL.IRSTD.ISNET.EDGE_CHANNELS must be > 0, got {edge_channels}.")
         if deform_impl not in DEFORM_IMPLS:
@@ -450,7 +448,7 @@ class ISNet(IRSTDNetInitMixin, nn.Module):
         c = acm_widths(channels, ISNET_WIDTHS)
         b = acm_blocks(blocks, ISNET_BLOCKS)
         c0, c1, c2, c3 = c
-        self.in_channels = in_channels
+        self.set_in_channels(in_channels)
         self.channels = c
         self.blocks = b
         self.edge_channels = edge_channels
@@ -481,16 +479,13 @@ class ISNet(IRSTDNetInitMixin, nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         """Constructor arguments from ``cfg.MODEL.IRSTD`` and ``cfg.MODEL.IRSTD.ISNET``."""
-        ir = cfg.MODEL.IRSTD
+        isnet = cfg.MODEL.IRSTD.ISNET
         return {
-            "in_channels": ir.IN_CHANNELS,
-            "channels": list(ir.CHANNELS) or None,
-            "blocks": list(ir.BLOCKS) or None,
-            "edge_channels": ir.ISNET.EDGE_CHANNELS,
-            "deform_impl": ir.ISNET.DEFORM_IMPL,
-            "unused_modules": ir.ISNET.UNUSED_MODULES,
-            "authors_init": ir.ISNET.AUTHORS_INIT,
-            "norm": ir.NORM,
+            **staged_net_args(cfg),
+            "edge_channels": isnet.EDGE_CHANNELS,
+            "deform_impl": isnet.DEFORM_IMPL,
+            "unused_modules": isnet.UNUSED_MODULES,
+            "authors_init": isnet.AUTHORS_INIT,
         }
 
     def authors_init(self) -> None:
@@ -507,7 +502,7 @@ class ISNet(IRSTDNetInitMixin, nn.Module):
         return [self.head.logits]
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Dict[str, torch.Tensor]]:
-        check_image(self, x)
+        self.check_input(x)
         size = x.shape[-2:]
         grad = gradient_magnitude(x)
         c1 = self.layer1(self.stem(x))

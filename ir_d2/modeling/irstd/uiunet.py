@@ -348,15 +348,13 @@ class UIUNet(IRSTDNetInitMixin, nn.Module):
         norm: NormSpec = "BN",
     ):
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
         if base_channels <= 0 or base_channels % 4:
             raise ValueError(
                 f"MODEL.IRSTD.BASE_CHANNELS must be a positive multiple of 4 for UIUNet (the "
                 f"authors': 64), got {base_channels}."
             )
         u = base_channels // 4
-        self.in_channels = in_channels
+        self.set_in_channels(in_channels)
         self.base_channels = base_channels
         self.deep_supervision = deep_supervision
         c = tuple(u * out for _, _, out in ENCODER_STAGES)
@@ -402,11 +400,7 @@ class UIUNet(IRSTDNetInitMixin, nn.Module):
         return [self.side_fusion.fuse, *self.side_fusion.sides]
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"UIUNet expects an (N, {self.in_channels}, H, W) tensor "
-                f"(MODEL.IRSTD.IN_CHANNELS), got {tuple(x.shape)}."
-            )
+        self.check_input(x)
         enc = []
         y = x
         for k, stage in enumerate(self.encoder):

@@ -78,6 +78,22 @@ class IRSTDNetInitMixin:
     def output_heads(self) -> List[nn.Conv2d]:
         raise NotImplementedError
 
+    def set_in_channels(self, in_channels: int) -> None:
+        """Set ``in_channels`` (``MODEL.IRSTD.IN_CHANNELS``), a ValueError naming the key unless
+        it is positive."""
+        if in_channels <= 0:
+            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
+        self.in_channels = in_channels
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """A ValueError naming ``MODEL.IRSTD.IN_CHANNELS`` unless ``x`` is (N, in_channels, H,
+        W), the input every small-target net takes."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects an (N, {self.in_channels}, H, W) tensor "
+                f"(MODEL.IRSTD.IN_CHANNELS), got {tuple(x.shape)}."
+            )
+
     def set_output_prior(self, prior_prob: float) -> None:
         """
         Start every output head at the foreground probability ``prior_prob``: bias
@@ -149,10 +165,8 @@ class UNet(IRSTDNetInitMixin, nn.Module):
         norm: NormSpec = "BN",
     ):
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"MODEL.IRSTD.IN_CHANNELS must be > 0, got {in_channels}.")
+        self.set_in_channels(in_channels)
         c = unet_channels(base_channels, channels)
-        self.in_channels = in_channels
         self.channels = c
         self.deep_supervision = deep_supervision
         self.norm = norm
@@ -198,11 +212,7 @@ class UNet(IRSTDNetInitMixin, nn.Module):
         return decoded[-1]
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects an (N, {self.in_channels}, H, W) tensor "
-                f"(MODEL.IRSTD.IN_CHANNELS), got {tuple(x.shape)}."
-            )
+        self.check_input(x)
         feats = []
         y = x
         for i, node in enumerate(self.encoder):

@@ -10,15 +10,18 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
+from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ir_d2.evaluation.irstd_metrics import connected_targets
 from ir_d2.layers import (
     NEG_LOSS_MODES,
     binary_cross_entropy_loss,
+    check_tiling,
     isnet_edge_loss,
     negative_sample_loss,
     soft_iou_loss,
+    tiled_probabilities,
 )
 
 from ..irstd import build_irstd_net
@@ -53,20 +56,25 @@ def split_net_outputs(outputs):
     return outputs, edge
 
 
-def check_uint8_range(image: torch.Tensor) -> torch.Tensor:
+def check_uint8_range(image: torch.Tensor, unit_range: bool = True) -> torch.Tensor:
     """
     ``image`` if it holds 8-bit values: a uint8 tensor, or a float one within [0, 255] (what
     detectron2's DefaultPredictor makes of a uint8 frame). Anything else (a 16-bit or float
     radiometric frame given to DefaultPredictor as is) would be normalised by ``PIXEL_MEAN/STD``
     into nonsense: a ValueError says to use IRPredictor, which brings such frames to 8 bits.
+    With ``unit_range`` a float frame in [0, 1] with fractional values (a float image scaled to
+    [0, 1], which would read as black) is refused too; training passes False (augmentation makes
+    fractional values, and a dark augmented crop may stay below 1).
     """
     if image.dtype == torch.uint8:
         return image
     if image.is_floating_point() and image.numel():
         lo, hi = torch.aminmax(image.detach())
-        if 0 <= lo and hi <= 255:
+        unit = unit_range and hi <= 1 and not torch.equal(image, image.round())
+        if 0 <= lo and hi <= 255 and not unit:
             return image
         found = f"values in [{float(lo):g}, {float(hi):g}]"
+        found += " (a float frame scaled to [0, 1])" if unit else ""
     else:
         found = f"dtype {image.dtype}"
     raise ValueError(
@@ -81,6 +89,7 @@ def irstd_input(
     pixel_mean: torch.Tensor,
     pixel_std: torch.Tensor,
     size_divisibility: int,
+    unit_range: bool = True,
 ) -> ImageList:
     """
     The small-target nets' input, the one definition that :class:`IRSTDSegmentor` and the
@@ -88,7 +97,8 @@ def irstd_input(
     image (:func:`check_uint8_range`) in ``INPUT.FORMAT`` becomes float, takes its channel mean
     when the net has one input channel (``len(pixel_mean) == 1``), is normalised as
     ``(x - pixel_mean) / pixel_std`` and padded with zeros (bottom and right) to a multiple of
-    ``size_divisibility``; all on ``pixel_mean``'s device.
+    ``size_divisibility``; all on ``pixel_mean``'s device. ``unit_range``: refuse float frames
+    scaled to [0, 1] (inference; :func:`check_uint8_range`).
 
     Returns:
         ImageList: ``tensor`` (N, C, H', W') and the unpadded ``image_sizes``.
@@ -96,7 +106,7 @@ def irstd_input(
     in_channels = pixel_mean.shape[0]
     out = []
     for image in images:
-        image = check_uint8_range(image).to(pixel_mean.device).float()
+        image = check_uint8_range(image, unit_range).to(pixel_mean.device).float()
         if image.dim() != 3:
             raise ValueError(f"'image' must be CxHxW, got {tuple(image.shape)}.")
         if image.shape[0] != in_channels:
@@ -150,6 +160,9 @@ class IRSTDSegmentor(nn.Module):
       size (detectron2's sem_seg_postprocess), "targets": [{"centroid": (x, y), "area": int,
       "score": float}, ...]}``, the 8-connected components of ``sem_seg > MODEL.IRSTD.THRESHOLD``
       (score: the highest probability inside). It works under plain ``DefaultPredictor``.
+    - Tiled inference (``TEST.IRSTD.TILE_SIZE`` > 0): an image larger than the tile in either
+      side runs tile by tile (:meth:`tiled_logits`, :func:`ir_d2.layers.tiled_probabilities`),
+      so peak memory follows the tile, not the frame; the outputs are then made as above.
     """
 
     @configurable
@@ -167,6 +180,8 @@ class IRSTDSegmentor(nn.Module):
         ds_reduction: str = "mean",
         edge_loss_weight: float = 10.0,
         edge_double_sigmoid: bool = True,
+        tile_size: int = 0,
+        tile_overlap: int = 32,
     ):
         """
         Args:
@@ -185,6 +200,9 @@ class IRSTDSegmentor(nn.Module):
                 (ISNet; :func:`ir_d2.layers.isnet_edge_loss`).
             edge_double_sigmoid: the edge loss's Soft-IoU term on ``sigmoid(sigmoid(z))``, as
                 ISNet's code (``MODEL.IRSTD.ISNET.EDGE_IOU_DOUBLE_SIGMOID``).
+            tile_size: at inference, images larger than this in either side run tile by tile
+                (``TEST.IRSTD.TILE_SIZE``); 0 runs whole images.
+            tile_overlap: pixels shared by neighbouring tiles (``TEST.IRSTD.TILE_OVERLAP``).
         """
         super().__init__()
         if len(pixel_mean) != len(pixel_std):
@@ -218,6 +236,10 @@ class IRSTDSegmentor(nn.Module):
         self.ds_reduction = ds_reduction
         self.edge_loss_weight = edge_loss_weight
         self.edge_double_sigmoid = edge_double_sigmoid
+        if tile_size:
+            check_tiling(tile_size, tile_overlap, max(size_divisibility, 1))
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -235,6 +257,8 @@ class IRSTDSegmentor(nn.Module):
             "ds_reduction": cfg.MODEL.IRSTD.DS_REDUCTION,
             "edge_loss_weight": cfg.MODEL.IRSTD.EDGE_LOSS_WEIGHT,
             "edge_double_sigmoid": cfg.MODEL.IRSTD.ISNET.EDGE_IOU_DOUBLE_SIGMOID,
+            "tile_size": cfg.TEST.IRSTD.TILE_SIZE,
+            "tile_overlap": cfg.TEST.IRSTD.TILE_OVERLAP,
         }
 
     @property
@@ -246,7 +270,9 @@ class IRSTDSegmentor(nn.Module):
         """Normalise, match the net's channels and pad the images to one batch tensor
         (:func:`irstd_input`)."""
         images = [x["image"] for x in batched_inputs]
-        return irstd_input(images, self.pixel_mean, self.pixel_std, self.size_divisibility)
+        return irstd_input(
+            images, self.pixel_mean, self.pixel_std, self.size_divisibility, not self.training
+        )
 
     def prepare_targets(self, batched_inputs: List[Dict], images: ImageList):
         """
@@ -292,6 +318,10 @@ class IRSTDSegmentor(nn.Module):
         if self.training:
             batched_inputs = self.expand_groups(batched_inputs)
         images = self.preprocess_image(batched_inputs)
+        if not self.training and self.tile_size > 0:
+            sizes = [s for size in images.image_sizes for s in size]
+            if max(sizes, default=0) > self.tile_size:
+                return self.postprocess(self.tiled_logits(images), images, batched_inputs)
         outputs, edge = split_net_outputs(self.net(images.tensor))
         if self.training:
             targets, valid = self.prepare_targets(batched_inputs, images)
@@ -337,10 +367,22 @@ class IRSTDSegmentor(nn.Module):
                 )
             return negative_sample_loss(loss, group_ids, self.neg_loss) if grouped else loss
 
-        loss = sum(loss_of(o) for o in outputs)
+        per_output = [loss_of(o) for o in outputs]
+        loss = sum(per_output)
         if self.ds_reduction == "mean":
             loss = loss / len(outputs)
         name = "loss_neg" if grouped else f"loss_{self.loss}"
+        if len(outputs) > 1:
+            # each head's own loss, logged beside the combined one (the final head's is the
+            # output's): a mean over heads alone hides which head is stuck
+            try:
+                storage = get_event_storage()
+            except AssertionError:  # called outside a trainer (no EventStorage): nothing to log
+                storage = None
+            if storage is not None:
+                for k, value in enumerate(per_output[:-1]):
+                    storage.put_scalar(f"irstd/{name}_head{k}", float(value.detach()))
+                storage.put_scalar(f"irstd/{name}_final", float(per_output[-1].detach()))
         losses = {name: loss}
         if edge is not None:
             losses["loss_edge"] = isnet_edge_loss(
@@ -351,6 +393,30 @@ class IRSTDSegmentor(nn.Module):
                 double_sigmoid=self.edge_double_sigmoid,
             )
         return losses
+
+    def tiled_logits(self, images: ImageList) -> torch.Tensor:
+        """
+        The final output's logits (N, 1, H', W') of the padded batch ``images``, each image run
+        tile by tile by :func:`ir_d2.layers.tiled_probabilities` (``tile_size``,
+        ``tile_overlap``) over its own padded extent (its size rounded up to a multiple of
+        ``size_divisibility``, as when it is run alone), without gradients; the rest of the
+        batch's padding is 0.
+        """
+        div = max(self.size_divisibility, 1)
+
+        def final_logits(x):
+            return split_net_outputs(self.net(x))[0][-1]
+
+        logits = None
+        for i, (h, w) in enumerate(images.image_sizes):
+            h, w = -(-h // div) * div, -(-w // div) * div
+            image = images.tensor[i : i + 1, :, :h, :w]
+            out = tiled_probabilities(final_logits, image, self.tile_size, self.tile_overlap, div)
+            if logits is None:
+                n, _, height, width = images.tensor.shape
+                logits = out.new_zeros((n, out.shape[1], height, width))
+            logits[i, :, :h, :w] = out[0]
+        return logits
 
     def postprocess(
         self, logits: torch.Tensor, images: ImageList, batched_inputs: List[Dict]
