@@ -77,6 +77,19 @@ def test_a_yaml_alone_trains_and_evaluates_a_small_target_net_on_ones_own_folder
     assert [r["image_id"] for r in DatasetCatalog.get("my_targets")] == names
 
 
+def test_eval_only_scores_random_weights_on_purpose_and_a_detector(user_data):
+    root, _ = user_data
+    (root / "mine.yaml").write_text(SMALL_TARGET_YAML)
+    base = ["--config-file", str(root / "mine.yaml"), "--eval-only"]
+    with pytest.raises(CommandLineError, match="would score an untrained model"):
+        train_net.main(train_net.get_parser().parse_args(base + ["OUTPUT_DIR", str(root / "a")]))
+    on_purpose = ["--random-weights", *base, "OUTPUT_DIR", str(root / "b")]
+    assert "IoU" in train_net.main(train_net.get_parser().parse_args(on_purpose))["irstd"]
+    # a classical detector has no parameters: nothing to load, scored without weights
+    tophat = [*base, "OUTPUT_DIR", str(root / "c"), "MODEL.IRSTD.NET", "TopHat"]
+    assert "IoU" in train_net.main(train_net.get_parser().parse_args(tophat))["irstd"]
+
+
 def test_a_yaml_alone_trains_the_mask_rcnn_on_a_coco_json_with_its_own_classes(user_data):
     root, _ = user_data
     (root / "mine.yaml").write_text(

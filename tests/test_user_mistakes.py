@@ -78,9 +78,8 @@ def test_eval_only_without_weights_refuses_to_score_an_untrained_model(tmp_path)
     text = _one_line(e)
     assert "would score an untrained model" in text and "MODEL.WEIGHTS" in text
     assert "--random-weights" in text and str(tmp_path / "model_final.pth") in text
-    # a classical detector has nothing to load: scored without weights (its own test scores it)
-    args = train_net.get_parser().parse_args(["--random-weights"] + argv)
-    assert args.random_weights
+    # --random-weights and the classical detectors (nothing to load) are scored: see
+    # test_config_datasets.py::test_eval_only_scores_random_weights_on_purpose_and_a_detector
 
 
 # ----------------------------------------------------------------------------- predictors
