@@ -210,3 +210,14 @@ def test_analyze_model_reports_its_threads_and_spread():
     r = analyze(cfg, 32, 32, runs=4, warmup=1)
     assert r["threads"] == torch.get_num_threads()
     assert r["ms_q1"] <= r["ms"] <= r["ms_q3"]
+
+
+def test_a_set_removed_from_the_catalog_is_registered_again_by_the_same_config():
+    register = {
+        "mistake_syn_first2": {"TYPE": "subset", "DATASET": "ir_synthetic_test", "FIRST": 2}
+    }
+    setup_cfg(IRSTD_CFG, ["DATASETS.IR_REGISTER", register])
+    DatasetCatalog.remove("mistake_syn_first2")  # as a test's clean-up or a user's script does
+    setup_cfg(IRSTD_CFG, ["DATASETS.IR_REGISTER", register])
+    assert len(DatasetCatalog.get("mistake_syn_first2")) == 2
+    remove_datasets("mistake_")

@@ -149,8 +149,8 @@ def register_datasets_from_config(cfg) -> None:
             if entry.get(key) != value and key in entry:
                 entry[key] = value
         frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items()))
-        if _FROM_CONFIG.get(name) == frozen:
-            continue
+        if _FROM_CONFIG.get(name) == frozen and name in DatasetCatalog:
+            continue  # registered alike before (and not removed since)
         if name in DatasetCatalog:
             if name not in _FROM_CONFIG:
                 raise ValueError(
@@ -158,6 +158,8 @@ def register_datasets_from_config(cfg) -> None:
                     "(a built-in or one registered in Python); choose another name"
                 )
             DatasetCatalog.remove(name)  # registered from another config in this process
+            MetadataCatalog.remove(name)
+        elif name in MetadataCatalog.list():  # its dataset was removed, its metadata not
             MetadataCatalog.remove(name)
         _register(name, spec)
         _FROM_CONFIG[name] = frozen
