@@ -16,6 +16,7 @@ setup(
     "(BNSA Mask R-CNN, SGEM U-Net, SIRST-5K)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     packages=find_packages(include=["ir_d2", "ir_d2.*"]) + ["ir_d2.model_zoo.configs"],
     # the model-zoo configs ship inside the package (as detectron2's do), from the top-level
     # configs/ folder, so a wheel or a non-editable install finds them

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import torch
+from detectron2.engine import HookBase
 
 from ir_d2.utils.timing import count_parameters, time_call  # noqa: F401  (re-exported)
 
@@ -104,80 +105,75 @@ def first_frames(dataset: str, n: int) -> str:
     return name
 
 
-def train_for(trainer, seconds: float):
-    """
-    Run ``trainer`` (a detectron2 ``TrainerBase`` set up with ``resume_or_load``) as its own
-    ``train()`` does, hooks and all, but stop after the step that spends the wall-clock budget.
-    Returns (iterations done, seconds spent).
-    """
-    from detectron2.utils.events import EventStorage
+class _StopTraining(BaseException):
+    """Ends ``TrainerBase.train`` early from a hook. A BaseException: ``train`` catches
+    ``Exception`` to log a traceback, which a planned stop is not; its ``finally`` still runs
+    ``after_train``."""
 
-    start = time.perf_counter()
-    trainer.iter = trainer.start_iter
-    with EventStorage(trainer.start_iter) as trainer.storage:
-        trainer.before_train()
-        for iteration in range(trainer.start_iter, trainer.max_iter):
-            trainer.iter = iteration
-            trainer.before_step()
-            trainer.run_step()
-            trainer.after_step()
-            if time.perf_counter() - start > seconds:
-                break
-        trainer.iter += 1
-        trainer.after_train()
-    return trainer.iter - trainer.start_iter, time.perf_counter() - start
+
+class _Watch(HookBase):
+    """The hook of :func:`train_and_watch`; registered last, it sees each step after the others."""
+
+    def __init__(self, every: int, evaluate, seconds: float, done):
+        self.every, self.evaluate, self.seconds, self.done = every, evaluate, seconds, done
+        self.curve = []
+
+    def before_train(self):
+        self._spent, self._t0, self._last = 0.0, time.perf_counter(), self.trainer.start_iter
+
+    def after_step(self):
+        trainer, finished = self.trainer, self.trainer.iter + 1
+        spent = self._spent + time.perf_counter() - self._t0
+        out_of_time = spent > self.seconds
+        if not (finished % self.every == 0 or finished == trainer.max_iter or out_of_time):
+            return
+        self._spent = spent
+        losses = trainer.storage.history("total_loss").values()[self._last - trainer.start_iter :]
+        trainer.model.eval()
+        with torch.no_grad():
+            metrics = self.evaluate(trainer)
+        trainer.model.train()
+        self.curve.append(
+            {
+                "iteration": finished,
+                "train_seconds": round(spent, 1),
+                "train_loss": round(sum(v for v, _ in losses) / max(len(losses), 1), 4),
+                **metrics,
+            }
+        )
+        self._last, self._t0 = finished, time.perf_counter()
+        if out_of_time or (self.done is not None and self.done(metrics)):
+            raise _StopTraining
 
 
 def train_and_watch(trainer, every: int, evaluate, seconds: float = float("inf"), done=None):
     """
-    Run ``trainer`` (set up with ``resume_or_load``) as its own ``train()`` does, hooks and all,
-    calling ``evaluate(trainer)`` (the model in eval mode, no gradients) after every ``every``
-    iterations and after the last one. It stops at ``trainer.max_iter``, once the training time
-    (evaluations excluded) spends ``seconds``, or as soon as ``done(metrics)`` is true. Returns the
-    curve: ``[{"iteration", "train_seconds", "train_loss", **metrics}, ...]``, ``train_loss`` the
-    mean ``total_loss`` of the iterations since the previous point. The trainer's own EvalHook is
-    left out (``evaluate`` replaces it; it would score the test set once more at the end).
+    Run ``trainer`` (set up with ``resume_or_load``) by its own ``train()``, hooks and all, with
+    one more hook that calls ``evaluate(trainer)`` (the model in eval mode, no gradients;
+    ``trainer.iter + 1`` iterations done) after every ``every`` iterations and after the last one.
+    It stops at ``trainer.max_iter``, once the training time (evaluations excluded) spends
+    ``seconds``, or as soon as ``done(metrics)`` is true. Returns the curve: ``[{"iteration",
+    "train_seconds", "train_loss", **metrics}, ...]``, ``train_loss`` the mean ``total_loss`` of
+    the iterations since the previous point. The trainer's own EvalHook is left out (``evaluate``
+    replaces it; it would score the test set once more at the end).
     """
     from detectron2.engine.hooks import EvalHook
-    from detectron2.utils.events import EventStorage
 
     trainer._hooks = [h for h in trainer._hooks if not isinstance(h, EvalHook)]
-    curve, spent = [], 0.0
-    with EventStorage(trainer.start_iter) as trainer.storage:
-        trainer.before_train()
-        trainer.iter = trainer.start_iter
-        while trainer.iter < trainer.max_iter:
-            t0 = time.perf_counter()
-            stop = min(trainer.max_iter, (trainer.iter // every + 1) * every)
-            for iteration in range(trainer.iter, stop):
-                trainer.iter = iteration
-                trainer.before_step()
-                trainer.run_step()
-                trainer.after_step()
-                if spent + time.perf_counter() - t0 > seconds:
-                    break
-            spent += time.perf_counter() - t0
-            done_before = curve[-1]["iteration"] if curve else trainer.start_iter
-            trainer.iter += 1
-            losses = trainer.storage.history("total_loss").values()[
-                done_before - trainer.start_iter :
-            ]
-            trainer.model.eval()
-            with torch.no_grad():
-                metrics = evaluate(trainer)
-            trainer.model.train()
-            curve.append(
-                {
-                    "iteration": trainer.iter,
-                    "train_seconds": round(spent, 1),
-                    "train_loss": round(sum(v for v, _ in losses) / max(len(losses), 1), 4),
-                    **metrics,
-                }
-            )
-            if spent > seconds or (done is not None and done(metrics)):
-                break
-        trainer.after_train()
-    return curve
+    watch = _Watch(every, evaluate, seconds, done)
+    trainer.register_hooks([watch])
+    try:
+        trainer.train()
+    except _StopTraining:
+        pass
+    return watch.curve
+
+
+def train_for(trainer, seconds: float):
+    """``trainer`` run by :func:`train_and_watch` until the step that spends the wall-clock
+    budget ``seconds``. Returns (iterations done, training seconds)."""
+    (point,) = train_and_watch(trainer, trainer.max_iter, lambda trainer: {}, seconds)
+    return point["iteration"] - trainer.start_iter, point["train_seconds"]
 
 
 def train_briefly(config_file: str, minutes: float, output: str, name: str, opts=()):
@@ -247,12 +243,38 @@ def saved_result(path, conditions: dict, resume: bool):
     return saved["result"] if same else None
 
 
+def _results_of(tool: str, *names: str):
+    """``recognise`` of an :class:`~ir_d2.utils.fileio.OutputFolder` holding a benchmark's files:
+    ``names`` are ``tool``'s when the first, a JSON record, names ``tool``."""
+
+    def recognise(folder: Path):
+        try:
+            ours = json.loads((folder / names[0]).read_text()).get("tool") == tool
+        except (OSError, ValueError, AttributeError):
+            return []
+        return list(names) if ours else []
+
+    return recognise
+
+
+def _output_folder(folder, tool: str, *names: str):
+    """``folder`` as ``tool``'s output folder for ``names`` (the first a JSON record naming
+    ``tool``): its own files there are replaced, any other file of those names is refused
+    (ValueError)."""
+    from ir_d2.utils.fileio import OutputFolder
+
+    out = OutputFolder(folder, tool, recognise=_results_of(tool, *names), overwrite=True)
+    out.check(names)
+    return out
+
+
 def save_result(path, tool: str, conditions: dict, result) -> None:
     """Save one finished piece of a benchmark (a row, a run) at ``path``, atomically: a
-    half-written result never looks finished, so a killed benchmark resumes without it."""
-    from ir_d2.utils.fileio import atomic_write
-
-    with atomic_write(str(path)) as f:
+    half-written result never looks finished, so a killed benchmark resumes without it. A file
+    at ``path`` that ``tool`` did not save is never replaced (ValueError)."""
+    path = Path(path)
+    folder = _output_folder(path.parent, tool, path.name)
+    with folder.write(path.name) as f:
         record = {"tool": tool, "code": code_version(), "conditions": conditions}
         json.dump({**record, "result": result}, f)
 
@@ -262,27 +284,12 @@ def write_report(folder, stem: str, tool: str, record: dict, markdown: str) -> N
     ``<folder>/<stem>.json`` (``record`` plus ``"tool"``) and ``<folder>/<stem>.md``, each written
     atomically. A report of that name not written by ``tool`` is never replaced (ValueError).
     """
-    from ir_d2.utils.fileio import atomic_write
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    json_file, md_file = folder / f"{stem}.json", folder / f"{stem}.md"
-    for path in (json_file, md_file):
-        if path.exists() and not _written_by(json_file, tool):
-            raise ValueError(
-                f"{path} exists and was not written by {tool}: choose another --output"
-            )
-    with atomic_write(json_file) as f:
+    json_name, md_name = f"{stem}.json", f"{stem}.md"
+    out = _output_folder(folder, tool, json_name, md_name)
+    with out.write(json_name) as f:
         json.dump({"tool": tool, **record}, f, indent=2)
-    with atomic_write(md_file) as f:
+    with out.write(md_name) as f:
         f.write(markdown)
-
-
-def _written_by(json_file: Path, tool: str) -> bool:
-    try:
-        return json.loads(json_file.read_text()).get("tool") == tool
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def markdown_table(header, rows) -> str:

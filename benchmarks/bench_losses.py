@@ -6,7 +6,9 @@ Cost of the paper's losses (Wang & Ren 2025, sec. 3.3-3.4), measured in one run,
   loop, as the reference Lovasz implementation's ``per_image=True`` mode does (goal: >= 10x faster
   than the loop), and against the milder mix of batched BCE + Dice with only the Lovasz term in
   that per-image loop; the Lovasz-Softmax alone against the reference loop (the reference's
-  code); and the softmax form against the Lovasz hinge (goal: about as fast);
+  code); the softmax form against the Lovasz hinge (goal: about as fast); and the library's
+  fused one-pass loss against the plain sum of its per-term functions through autograd (the
+  reference kept in tests/reference_losses.py);
 * its share of one whole training iteration of the final model (BNSA res3+res4, Focal-SIoU,
   BCE + Dice + 0.1 Lovasz) at 640x512 (goal: <= 3%);
 * the focal_siou box loss against smooth L1 in ``IRFastRCNNOutputLayers.box_reg_loss``
@@ -20,11 +22,12 @@ shared machine perturbs the variants alike.
 """
 
 import argparse
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import ir_cfg, time_call
+from _common import REPO_ROOT, ir_cfg, time_call
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
@@ -132,6 +135,15 @@ def compound_batched_loop(logits, targets, kind="softmax"):
     return bce + dice_loss(logits, targets) + 0.1 * lovasz_loop(logits, targets, kind)
 
 
+def _plain_mask_loss():
+    """``ir_mask_loss_plain`` of tests/reference_losses.py: eq. 18 as the sum of the per-term
+    functions, the path that the library's fused pass replaced."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from reference_losses import ir_mask_loss_plain
+
+    return ir_mask_loss_plain
+
+
 # ----------------------------------------------------------------------------- inputs
 def _masks(n, side, device, seed=0):
     rng = np.random.default_rng(seed)
@@ -170,6 +182,7 @@ def main():
         logits = logits0.clone().requires_grad_()
         fn(logits).backward()
 
+    plain = _plain_mask_loss()
     mask_fns = {
         "BCE alone": lambda x: F.binary_cross_entropy_with_logits(x, targets),
         "BCE+Dice+0.1 Lovasz (ours)": lambda x: ir_mask_loss(x, targets)[0],
@@ -179,9 +192,11 @@ def main():
         "Lovasz alone, per-ROI loop": lambda x: lovasz_loop(x, targets),
         "hinge: BCE+Dice+0.1 Lovasz": lambda x: ir_mask_loss(x, targets, lovasz="hinge")[0],
         "hinge: Lovasz alone": lambda x: lovasz_hinge_loss(x, targets),
+        "same, sum of per-term losses": lambda x: plain(x, targets)[0],
     }
     ours = ir_mask_loss(logits0, targets)[0]
     for a, b in [
+        (ours, plain(logits0, targets)[0]),
         (ours, compound_loop(logits0, targets)),
         (ours, compound_batched_loop(logits0, targets)),
         (lovasz_softmax_loss(logits0, targets), lovasz_loop(logits0, targets)),
@@ -210,7 +225,7 @@ def main():
 
     iter_t = time_call(train_step, warmup=1, repeat=max(2, args.repeat // 2))
 
-    bce, ours, loop, batched_loop, lov, lov_loop, hinge_all, hinge = mask_t.values()
+    bce, ours, loop, batched_loop, lov, lov_loop, hinge_all, hinge, summed = mask_t.values()
     print(f"device: {device}, torch threads {torch.get_num_threads()}, median of {args.repeat}")
     print(f"mask loss, {args.rois} ROIs of 28x28, forward + backward:")
     for name, t in mask_t.items():
@@ -221,6 +236,7 @@ def main():
     print(f"  Lovasz per-ROI loop / ours:    {lov_loop / lov:8.2f}x faster")
     print(f"  softmax / hinge, compound:     {ours / hinge_all:8.2f}x (goal: about 1)")
     print(f"  softmax / hinge, Lovasz alone: {lov / hinge:8.2f}x")
+    print(f"  per-term sum / compound:       {summed / ours:8.2f}x slower")
     print(f"training iteration, {args.images} images {args.width}x{args.height}: {iter_t:.2f} s")
     print(f"  compound mask loss ({args.rois} ROIs) share: {ours / iter_t * 100:.2f}% (goal <= 3%)")
     print(f"box loss in box_reg_loss, {len(proposals)} proposals, forward + backward:")

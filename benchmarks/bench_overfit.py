@@ -106,7 +106,7 @@ def run(family: str, args, out: Path) -> dict:
         evaluator = IRTrainer.build_evaluator(cfg, frames, str(out / family / "eval"))
         results = inference_on_dataset(trainer.model, loader, evaluator)
         value = results["segm"]["AP50"] if detector else results["irstd"]["IoU"]
-        print(f"{label}: iteration {trainer.iter}, {metric} {value:.2f}", flush=True)
+        print(f"{label}: iteration {trainer.iter + 1}, {metric} {value:.2f}", flush=True)
         return {metric: round(float(value), 2)}
 
     t0 = time.perf_counter()

@@ -334,7 +334,7 @@ def run_ir_d2(args, flavour: str) -> dict:
     def evaluate(trainer):
         loader = IRTrainer.build_test_loader(cfg, TEST)
         metrics = inference_on_dataset(trainer.model, loader, build_irstd_evaluator(cfg, TEST))
-        print(f"ir_d2: iteration {trainer.iter}, IoU {metrics['irstd']['IoU']:.2f}", flush=True)
+        print(f"ir_d2: iteration {trainer.iter + 1}, IoU {metrics['irstd']['IoU']:.2f}", flush=True)
         return {k: round(metrics["irstd"][k], 2) for k in METRICS}
 
     points = train_and_watch(trainer, per_epoch * args.eval_every, evaluate)

@@ -32,7 +32,7 @@ from _common import SHARED_DATA, given_or_trained, markdown_table, use_datasets,
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401
-from ir_d2.tools.demo import IRVisualizationDemo
+from ir_d2.engine import VisualizationDemo
 from ir_d2.utils.temporal import TemporalFilter, parse_k_of_n
 
 TOOL = "benchmarks/bench_video.py"
@@ -108,7 +108,7 @@ def scene_rows(demo, scene: str, args, distance: float) -> dict:
             ok, frame = video.read()
             if not ok:
                 break
-            predictions, _ = demo.run_on_frame(frame)
+            predictions, _ = demo.run_on_image(frame)
             detections.append([t["centroid"] for t in predictions["targets"]])
         video.release()
     rows = []
@@ -153,7 +153,7 @@ def main(argv=None):
         CONFIG, args.weights, args.train_minutes, args.output, "model_bench_video"
     )
     distance = cfg.TEST.IRSTD.DISTANCE
-    demo = IRVisualizationDemo(cfg)
+    demo = VisualizationDemo(cfg)
     report = {"weights": cfg.MODEL.WEIGHTS, "speed": args.speed, "scenes": {}}
     text = ""
     for scene in ("pan", "cut"):

@@ -9,13 +9,16 @@ of detectron2's own defaults, so a plain detectron2 config behaves the same afte
 The keys are grouped by the part of the package that reads them, one function per group.
 
 ``get_ir_cfg()`` is detectron2's ``get_cfg()`` with these keys, whose config files may also name
-model-zoo configs as ``_BASE_: "ir_d2://IRSTD/Base-IRSTD.yaml"`` (see :mod:`ir_d2.model_zoo`).
+model-zoo configs as ``_BASE_: "ir_d2://IRSTD/Base-IRSTD.yaml"`` (resolved by
+:mod:`ir_d2.utils.file_io`).
 """
 
 import os
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+
+from ir_d2.utils.file_io import CONFIG_PREFIX, PathManager
 
 __all__ = ["add_ir_config", "get_ir_cfg", "IRCfgNode"]
 
@@ -26,12 +29,12 @@ class IRCfgNode(CN):
 
     @classmethod
     def _open_cfg(cls, filename):
-        from ir_d2.model_zoo import CONFIG_PREFIX, get_config_file
-
+        # fvcore joins a _BASE_ that is not absolute to the folder of its file, so a zoo _BASE_
+        # arrives as "<folder>/ir_d2://...": the prefix onwards is the path the handler resolves
         filename = os.fspath(filename)
         if CONFIG_PREFIX in filename:
-            filename = get_config_file(filename[filename.index(CONFIG_PREFIX) :])
-        return super()._open_cfg(filename)
+            filename = filename[filename.index(CONFIG_PREFIX) :]
+        return PathManager.open(filename, "r")
 
 
 def get_ir_cfg() -> IRCfgNode:
@@ -63,7 +66,7 @@ def add_ir_config(cfg):
 def _add_datasets_config(cfg):
     """Datasets registered from the config itself (no Python needed for one's own data)."""
     # name -> {TYPE: "coco" | "irstd" | "subset", ...}: registered by ir_d2's tools at set-up
-    # (ir_d2.data.register_datasets_from_config); the README lists each TYPE's keys.
+    # (ir_d2.data.register_datasets_from_config); docs/datasets.md lists each TYPE's keys.
     cfg.DATASETS.IR_REGISTER = CN(new_allowed=True)
 
 

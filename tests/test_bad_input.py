@@ -60,7 +60,7 @@ def test_zero_one_masks_follow_one_threshold_everywhere(tmp_path, registered, ca
     assert "--threshold" in caplog.text
     assert json.loads((tmp_path / "a.json").read_text())["annotations"] == []
     args = [str(tmp_path / "images"), str(tmp_path / "masks"), str(tmp_path / "b.json")]
-    assert masks_to_coco([*args, "--threshold", "0"]) == 0
+    masks_to_coco([*args, "--threshold", "0"])
     assert len(json.loads((tmp_path / "b.json").read_text())["annotations"]) >= 3
 
 
@@ -81,10 +81,8 @@ def test_an_empty_split_list_is_refused_when_loaded_naming_it(tmp_path, register
 def test_masks_to_coco_refuses_a_folder_without_images(tmp_path, capsys):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
-    rc = masks_to_coco(
-        [str(tmp_path / "images"), str(tmp_path / "masks"), str(tmp_path / "o.json")]
-    )
-    assert rc == 2 and "holds no image" in capsys.readouterr().err
+    with pytest.raises(CommandLineError, match="^masks_to_coco: .*holds no image"):
+        masks_to_coco([str(tmp_path / "images"), str(tmp_path / "masks"), str(tmp_path / "o.json")])
     assert not (tmp_path / "o.json").exists()
 
 
@@ -95,8 +93,9 @@ def test_masks_to_coco_resizes_sirsts_mismatched_mask_when_asked(tmp_path, capsy
     (tmp_path / "split.txt").write_text("Misc_111\n")
     args = [str(sirst / "images"), str(sirst / "masks"), str(tmp_path / "m.json")]
     args += ["--split", str(tmp_path / "split.txt")]
-    assert masks_to_coco(args) == 2 and "--resize-mismatched" in capsys.readouterr().err
-    assert masks_to_coco([*args, "--resize-mismatched"]) == 0
+    with pytest.raises(CommandLineError, match="--resize-mismatched"):
+        masks_to_coco(args)
+    assert len(masks_to_coco([*args, "--resize-mismatched"])["images"]) == 1
     coco = json.loads((tmp_path / "m.json").read_text())
     assert coco["images"][0]["width"] == 325 and coco["annotations"]
     for a in coco["annotations"]:
@@ -269,3 +268,25 @@ def test_defaultpredictor_with_a_16bit_frame_is_refused_by_the_segmentor():
         48,
     )
     assert IRPredictor(cfg)(frame16[..., 0])["sem_seg"].shape == (1, 48, 48)
+
+
+def test_map_dataset_substitutes_until_no_sample_is_left():
+    """IRMapDataset changes only the random source of detectron2's MapDataset: this fails when
+    the pinned detectron2's line that draws a substitute changes."""
+    import inspect
+
+    from detectron2.data.common import DatasetFromList, MapDataset
+
+    from ir_d2.data.build import IRMapDataset
+
+    line = "cur_idx = self._rng.sample(list(self._fallback_candidates), k=1)[0]"
+    assert line in inspect.getsource(MapDataset.__getitem__)
+    bad = {1, 3}
+    dataset = IRMapDataset(
+        DatasetFromList(list(range(5)), copy=False), lambda x: None if x in bad else x
+    )
+    assert [dataset[i] for i in (0, 2, 4)] == [0, 2, 4]
+    assert dataset[1] in {0, 2, 4} and dataset[3] in {0, 2, 4}  # substitutes, never a bad one
+    never = IRMapDataset(DatasetFromList(list(range(4)), copy=False), lambda x: None)
+    with pytest.raises(IRDataError, match="all 4 training samples failed"):
+        never[0]

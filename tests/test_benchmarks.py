@@ -168,3 +168,11 @@ def test_a_saved_result_is_resumed_only_by_the_code_that_made_it(tmp_path):
     assert record["code"] == code_version() and len(code_version()) == 12
     path.write_text(json.dumps({**record, "code": "older"}))
     assert saved_result(path, {"iterations": 2}, resume=True) is None  # made by other code
+    save_result(path, "benchmarks/x.py", {"iterations": 2}, {"IoU": 2.0})  # its own: replaced
+    assert saved_result(path, {"iterations": 2}, resume=True) == {"IoU": 2.0}
+    # a file there that the benchmark did not save is never replaced
+    path.write_text("the user's notes")
+    with pytest.raises(ValueError, match="run.json exists and was not written by benchmarks/x.py"):
+        save_result(path, "benchmarks/x.py", {"iterations": 2}, {"IoU": 1.5})
+    assert path.read_text() == "the user's notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]

@@ -229,7 +229,7 @@ def test_norm_choice(norm):
 
 @pytest.mark.parametrize(
     "layout, ratio, added",
-    # the counts the BNSA deviation row of README.md and projects/BNSA-MaskRCNN/README.md states
+    # the counts the BNSA deviation row of projects/BNSA-MaskRCNN/README.md states
     [
         ("per_branch", 0.25, 4271),
         ("shared", 0.25, 3611),

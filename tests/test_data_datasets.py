@@ -21,6 +21,7 @@ from ir_d2.data.ir_datasets import read_split_list
 from ir_d2.data.ir_datasets.builtin import IRSTD_SPLITS, register_all_ir
 from ir_d2.data.ir_datasets.synthetic import build_synthetic_set, synthetic_set_dir
 from ir_d2.tools.masks_to_coco import main as masks_to_coco
+from ir_d2.utils.cli import CommandLineError
 
 SEMANTIC = list(IRSTD_SPLITS) + ["ir_synthetic_train", "ir_synthetic_test"]
 
@@ -159,7 +160,7 @@ def test_sirst_instances_equal_connected_components(real_root):
                 got.append([int(v) for v in a["bbox"]] + [a["area"]])
             assert sorted(got) == stats
             total += n
-    assert total == 533  # the README's count of SIRST's 8-connected targets
+    assert total == 533  # docs/datasets.md's count of SIRST's 8-connected targets
 
 
 def test_nudt_instances_equal_connected_components(real_root):
@@ -171,7 +172,7 @@ def test_nudt_instances_equal_connected_components(real_root):
         for r in records
     ]
     assert counts == independent
-    assert min(counts) >= 1 and max(counts) <= 4  # README: none empty, up to 4 per image
+    assert min(counts) >= 1 and max(counts) <= 4  # none empty, up to 4 per image
 
 
 def test_loading_writes_nothing(real_root):
@@ -284,7 +285,7 @@ def test_masks_to_coco_cli_matches_the_instance_set(real_root, tmp_path, capsys)
     sirst = real_root / "sirst"
     before = _snapshot(sirst)
     out = tmp_path / "out" / "sirst_train.json"
-    rc = masks_to_coco(
+    coco = masks_to_coco(
         [
             str(sirst / "images"),
             str(sirst / "masks"),
@@ -293,7 +294,8 @@ def test_masks_to_coco_cli_matches_the_instance_set(real_root, tmp_path, capsys)
             str(sirst / "50_50/train.txt"),
         ]
     )
-    assert rc == 0 and "213 images, 270 instances" in capsys.readouterr().out
+    assert "213 images, 270 instances" in capsys.readouterr().out
+    assert coco == json.loads(out.read_text())
     assert _snapshot(sirst) == before
     coco = json.loads(out.read_text())
     assert [c["name"] for c in coco["categories"]] == ["target"]
@@ -311,17 +313,18 @@ def test_masks_to_coco_cli_matches_the_instance_set(real_root, tmp_path, capsys)
     # the mismatched SIRST mask is an error naming both files
     bad_split = tmp_path / "bad.txt"
     bad_split.write_text("Misc_1\r\nMisc_111\r\n")
-    rc = masks_to_coco(
-        [
-            str(sirst / "images"),
-            str(sirst / "masks"),
-            str(tmp_path / "x.json"),
-            "--split",
-            str(bad_split),
-        ]
-    )
-    err = capsys.readouterr().err
-    assert rc == 2 and "Misc_111_pixels0.png" in err and "Misc_111.png" in err
+    with pytest.raises(CommandLineError) as e:
+        masks_to_coco(
+            [
+                str(sirst / "images"),
+                str(sirst / "masks"),
+                str(tmp_path / "x.json"),
+                "--split",
+                str(bad_split),
+            ]
+        )
+    err = str(e.value)
+    assert "Misc_111_pixels0.png" in err and "Misc_111.png" in err and "\n" not in err
     assert not (tmp_path / "x.json").exists()
 
 

@@ -194,3 +194,36 @@ def test_an_unknown_norm_names_its_key(key):
     }[key]
     with pytest.raises(ValueError, match=f"{key} = 'BatchNorm' is not a norm"):
         build_model(setup_cfg(config, [key, "BatchNorm"]))
+
+
+def test_the_trainer_wraps_a_cpu_model_in_ddp_without_device_ids(data, monkeypatch):
+    """IRTrainer runs detectron2's own constructor and only changes the arguments of its one
+    ``create_ddp_model`` call: this fails when the pinned detectron2 changes that line."""
+    import inspect
+
+    from detectron2.engine import DefaultTrainer
+    from detectron2.engine import defaults as d2_defaults
+    from detectron2.utils import comm
+
+    from ir_d2.engine import IRTrainer
+    from ir_d2.engine.defaults import setup_cfg
+
+    source = inspect.getsource(DefaultTrainer.__init__)
+    assert "model = create_ddp_model(model, broadcast_buffers=False)" in source
+    cfg = setup_cfg(_irstd_yaml(data), ["MODEL.DEVICE", "cpu"])
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, module, **kwargs):
+            super().__init__()
+            self.module = module
+            calls.append(kwargs)
+
+    monkeypatch.setattr(d2_defaults, "DistributedDataParallel", Recorder)
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    original = d2_defaults.create_ddp_model
+    trainer = IRTrainer(cfg)
+    assert calls == [{"broadcast_buffers": False, "device_ids": None}]
+    assert isinstance(trainer.model, Recorder)
+    assert d2_defaults.create_ddp_model is original  # restored after the constructor
+    assert trainer.max_iter == 3 and trainer.start_iter == 0

@@ -19,6 +19,7 @@ from ir_d2.engine import IRPredictor
 from ir_d2.engine.defaults import WeightsUnavailableError, setup_cfg
 from ir_d2.engine.trainer import IRTrainer
 from ir_d2.tools import train_net
+from ir_d2.utils.cli import CommandLineError
 
 INSTANCE_CFG = str(
     CONFIGS
@@ -158,10 +159,12 @@ def test_resume_continues_from_the_last_checkpoint_and_loses_nothing(irstd_run, 
 
 
 def test_missing_weights_stop_with_one_line(tmp_path):
-    with pytest.raises(WeightsUnavailableError) as e:
+    with pytest.raises(CommandLineError) as e:
         _run(IRSTD_CFG, tmp_path, "MODEL.WEIGHTS", tmp_path / "nope.pth")
     message = str(e.value)
     assert "\n" not in message and "nope.pth" in message and "MODEL.WEIGHTS" in message
+    assert message.startswith("train_net: ") and e.value.code == message
+    assert isinstance(e.value.__cause__, WeightsUnavailableError)  # an OSError in the library
 
 
 def _flir_frame():

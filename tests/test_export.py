@@ -20,7 +20,7 @@ from ir_d2.engine.defaults import setup_cfg
 from ir_d2.engine.predictor import IRFrameInput
 from ir_d2.export import ExportedNet, IRSTDExportModule, rcnn_outputs
 from ir_d2.export.rcnn import rcnn_schema
-from ir_d2.modeling.meta_arch.irstd_segmentor import irstd_input
+from ir_d2.modeling.meta_arch import irstd_input
 from ir_d2.tools import demo, export_model
 from ir_d2.utils.cli import CommandLineError
 
@@ -191,7 +191,7 @@ def test_the_onnx_runtime_predictor_equals_the_pytorch_predictor(tmp_path):
             atol=1e-6,
         )
     assert float(exported(with_nan)["sem_seg"][0, 5:8, 5:9].max()) == 0.0  # nothing in NaN pixels
-    # the README's recipe: ONNX Runtime alone, fed as ir_d2_export.json says, on an 8-bit frame
+    # docs/deployment.md's recipe: ONNX Runtime alone, fed as ir_d2_export.json says, 8-bit frame
     import onnxruntime as ort
 
     meta = json.loads((out / "ir_d2_export.json").read_text())

@@ -9,7 +9,9 @@ from conftest import ir_cfg
 
 import ir_d2  # noqa: F401  (registration of the other nets)
 from ir_d2.export.irstd import IRSTDExportModule, export_irstd_onnx
-from ir_d2.modeling.irstd.acm import ACM, AsymBiFusion, input_norm
+from ir_d2.modeling.irstd.acm import ACM
+from ir_d2.modeling.irstd.acm_backbone import input_norm
+from ir_d2.modeling.irstd.acm_fusion import AsymBiFusion
 from ir_d2.modeling.irstd.alcnet import (
     ALCNet,
     BottomUpLocalModulation,

@@ -12,12 +12,8 @@ from conftest import ir_cfg
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.layers.edge_loss import gradient_magnitude, isnet_edge_loss, mask_edges
 from ir_d2.modeling.irstd.build import IRSTD_NET_REGISTRY, build_irstd_net
-from ir_d2.modeling.irstd.isnet import (
-    ISNet,
-    ModulatedDeformConv2d,
-    authors_unused_modules,
-    modulated_deform_conv2d_sampling,
-)
+from ir_d2.modeling.irstd.deform_conv import ModulatedDeformConv2d, modulated_deform_conv2d_sampling
+from ir_d2.modeling.irstd.isnet import ISNet, authors_unused_modules
 
 CONFIG = "IRSTD/irstd_isnet_W8_bs12-3000e_nudt_sirst.yaml"
 #: a small ISNet for the tests that run it

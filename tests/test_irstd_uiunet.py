@@ -15,14 +15,8 @@ from conftest import ir_cfg
 
 import ir_d2  # noqa: F401  (registration of the other nets)
 from ir_d2.modeling import IRSTD_NET_REGISTRY, build_irstd_net
-from ir_d2.modeling.irstd.uiunet import (
-    RSU,
-    DilatedRSU,
-    InteractiveCrossAttention,
-    SideFusion,
-    UIUNet,
-    rsu_num_params,
-)
+from ir_d2.modeling.irstd.rsu import RSU, DilatedRSU, rsu_num_params
+from ir_d2.modeling.irstd.uiunet import InteractiveCrossAttention, SideFusion, UIUNet
 
 CONFIG = "IRSTD/irstd_uiunet_W64_bs3-500e_nudt_sirst.yaml"
 #: the authors' UIUNET(3, 1) (model/uiunet.py) and BasicIRSTD's UIUNet(in_ch=1): 50.54 M

@@ -1,6 +1,6 @@
 """
 Configs from the package (ir_d2.model_zoo, ir_d2:// bases, zoo paths on the command line), the CPU
-fallback of cuda configs, and the README's "Use from Python" snippet as written.
+fallback of cuda configs, and the "Use from Python" snippet of docs/datasets.md as written.
 """
 
 import logging
@@ -77,16 +77,16 @@ def test_a_cuda_config_runs_on_the_cpu_with_one_log_line(caplog):
     assert next(model.parameters()).device.type == "cpu"
 
 
-def _readme_python_block(heading: str) -> str:
-    text = (REPO_ROOT / "README.md").read_text()
-    start = text.index(heading)
+def _doc_python_block(doc: str, heading: str) -> str:
+    text = (REPO_ROOT / doc).read_text()
+    start = text.index(f"## {heading}")
     return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
 
 
-def test_the_readme_use_from_python_snippet_runs_as_written():
-    code = _readme_python_block("Use from Python")
+def test_the_docs_use_from_python_snippet_runs_as_written():
+    code = _doc_python_block("docs/datasets.md", "Use from Python")
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code, "docs/datasets.md", "exec"), namespace)  # noqa: S102 - our own docs
     model = namespace["model"]
     assert type(model).__name__ == "GeneralizedRCNN"
     assert any(

@@ -107,7 +107,9 @@ def test_demo_replaces_its_own_outputs_only_with_overwrite(tmp_path):
     written = _demo(frames, out)
     assert written == [str(out / "frame0.png"), str(out / "frame1.png")]
     manifest = json.loads((out / demo.MANIFEST).read_text())
-    assert set(manifest["outputs"]) == {"frame0.png", "frame1.png"}
+    assert manifest["tool"] == "ir_d2.tools.demo" and manifest["complete"] is True
+    assert set(manifest["files"]) == {"frame0.png", "frame1.png"}
+    assert manifest["files"]["frame0.png"]["input"] == str(frames[0].resolve())
     assert not list(out.glob(".*"))  # no temporary file left
     before = _snapshot(out)
     with pytest.raises(CommandLineError, match="--overwrite"):
@@ -116,10 +118,20 @@ def test_demo_replaces_its_own_outputs_only_with_overwrite(tmp_path):
     # --opts and trailing KEY VALUE pairs are the same overrides
     assert _demo(frames, out, "--overwrite", "--opts", "MODEL.IRSTD.THRESHOLD", "0.9") == written
     assert _demo([*frames, "MODEL.IRSTD.THRESHOLD", "0.9"], out, "--overwrite") == written
+    # the manifest of an older version ("outputs", not "files") is still the demo's
+    older = {"tool": "ir_d2.tools.demo", "outputs": {"frame0.png": {}, "frame1.png": {}}}
+    (out / demo.MANIFEST).write_text(json.dumps(older))
+    assert _demo(frames, out, "--overwrite") == written
+    assert set(json.loads((out / demo.MANIFEST).read_text())["files"]) == {
+        "frame0.png",
+        "frame1.png",
+    }
     # a foreign manifest makes the folder off-limits
     (out / demo.MANIFEST).write_text("{}")
+    before = _snapshot(out)
     with pytest.raises(CommandLineError, match="not the demo's record"):
         _demo(frames, out, "--overwrite")
+    assert _snapshot(out) == before
 
 
 def test_demo_reports_a_bad_frame_and_goes_on(tmp_path):
@@ -232,6 +244,57 @@ def test_synthesis_overwrite_replaces_its_own_set_only(synthetic_train, tmp_path
     assert not list(tmp_path.glob(".*"))
 
 
+def test_synthesis_overwrite_recognises_the_sets_of_older_versions(synthetic_train, tmp_path):
+    out = tmp_path / "s5k"
+    _synthesize(out, "--per-image", "0")
+    meta = json.loads((out / "synthesis.json").read_text())
+    stem = Path(synthetic_train[0]["file_name"]).stem
+    assert meta["complete"] is True and len(meta["files"]) == 2 * len(synthetic_train) + 1
+    assert {f"images/{stem}.png", f"masks/{stem}.png", "50_50/train.txt"} <= set(meta["files"])
+    # synthesis.json as the first versions wrote it: no file list (and, at first, no "tool")
+    older = {k: v for k, v in meta.items() if k not in ("files", "complete")}
+    for record in (older, {k: v for k, v in older.items() if k != "tool"}):
+        (out / "synthesis.json").write_text(json.dumps(record))
+        _synthesize(out, "--per-image", "0", "--overwrite")
+        assert "files" in json.loads((out / "synthesis.json").read_text())
+    # an older set with a frame its train.txt does not list is not the tool's alone
+    (out / "synthesis.json").write_text(json.dumps(older))
+    (out / "masks" / "extra.png").write_bytes(b"mine")
+    before = _snapshot(out)
+    with pytest.raises(SystemExit, match="was not written by this tool .*masks/extra.png"):
+        _synthesize(out, "--per-image", "0", "--overwrite")
+    assert _snapshot(out) == before
+
+
+def test_the_other_tools_recognise_what_their_older_versions_wrote(tmp_path):
+    from ir_d2.tools import export_model, quickstart
+    from ir_d2.utils.fileio import OutputRefusedError
+
+    # quickstart.json of an older version: the folder is the quickstart's, its results its own
+    run = tmp_path / "quick"
+    (run / "overlays").mkdir(parents=True)
+    (run / "quickstart.json").write_text('{"tool": "ir_d2.tools.quickstart", "data": "x"}')
+    for name in ("results.json", "overlays/f.png", "model_final.pth"):
+        (run / name).write_bytes(b"x")
+    folder = quickstart.output_folder(run)
+    assert {"results.json", "overlays/f.png", "quickstart.json"} <= set(folder.files)
+    folder.check(["results.json", "overlays/f.png"])
+    (run / "quickstart.json").write_text('{"tool": "my own notes"}')
+    with pytest.raises(OutputRefusedError, match="not the quickstart's record"):
+        quickstart.output_folder(run)
+    # ir_d2_export.json of an older version: the export's files need --overwrite, and get it
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "ir_d2_export.json").write_text('{"tool": "ir_d2.tools.export_model"}')
+    (export / "model.onnx").write_bytes(b"onnx")
+    with pytest.raises(OutputRefusedError, match="pass --overwrite"):
+        export_model.output_folder(export, "model.onnx")
+    assert set(export_model.output_folder(export, "model.onnx", overwrite=True).files) == {
+        "ir_d2_export.json",
+        "model.onnx",
+    }
+
+
 def test_synthesis_killed_with_sigkill_leaves_a_folder_the_next_run_removes(
     synthetic_train, tmp_path
 ):
@@ -270,14 +333,22 @@ def test_masks_to_coco_never_writes_over_a_json_it_did_not_write(tmp_path, capsy
     annotations.write_text('{"images": [], "annotations": [], "note": "hand-made"}')
     before = _snapshot(tmp_path)
     for extra in ([], ["--overwrite"]):
-        rc = masks_to_coco([str(images), str(masks), str(annotations), *extra])
-        err = capsys.readouterr().err
-        assert rc == 2 and str(annotations) in err and err.count("\n") == 1
+        with pytest.raises(CommandLineError, match="was not written by masks_to_coco") as e:
+            masks_to_coco([str(images), str(masks), str(annotations), *extra])
+        assert str(annotations) in str(e.value) and "\n" not in str(e.value)
+    # the split list named as the output is an input
+    split = tmp_path / "split.txt"
+    split.write_text("frame0\n")
+    with pytest.raises(CommandLineError, match="would be written over the input file"):
+        masks_to_coco([str(images), str(masks), str(split), "--split", str(split), "--overwrite"])
+    assert split.read_text() == "frame0\n"
+    split.unlink()
     assert _snapshot(tmp_path) == before
     out = tmp_path / "out.json"
-    assert masks_to_coco([str(images), str(masks), str(out)]) == 0
-    assert masks_to_coco([str(images), str(masks), str(out)]) == 2  # exists: needs --overwrite
-    assert masks_to_coco([str(images), str(masks), str(out), "--overwrite"]) == 0
+    assert len(masks_to_coco([str(images), str(masks), str(out)])["annotations"]) == 2
+    with pytest.raises(CommandLineError, match="--overwrite"):  # exists: needs --overwrite
+        masks_to_coco([str(images), str(masks), str(out)])
+    masks_to_coco([str(images), str(masks), str(out), "--overwrite"])
     assert len(json.loads(out.read_text())["annotations"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "images",

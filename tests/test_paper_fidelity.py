@@ -1,7 +1,8 @@
 """
 The papers as written: AFF U-Net's global fusion (SIRST-5K eq. 7) and Xavier init, SGEM's widths
 and counts, the per-target negatives (4z samples), the authors' blur, the Recall column, the
-paper-row configs, and the README's deviation and model-zoo tables against the papers' figures.
+paper-row configs, and the project pages' deviation and model-zoo tables against the papers'
+figures (the README links each page's deviation table).
 """
 
 import re
@@ -280,7 +281,7 @@ def test_recall_is_coco_ar100_on_the_0_1_scale(tmp_path):
     assert results["bbox"]["AP"] == pytest.approx(60.0, abs=0.5)  # detectron2's 0-100 scale
 
 
-# ----------------------------------------------------------------------------- README tables
+# ----------------------------------------------------------------------- project pages' tables
 def _rows(text, marker):
     block = text[text.index(marker) :].split("\n")[1:]
     table = []

@@ -1,7 +1,10 @@
 """ROI heads with the paper's box and mask losses: IRROIHeads, IRFastRCNNOutputLayers,
 IRMaskRCNNConvUpsampleHead, and the Table 2-4 configs."""
 
+import hashlib
+import inspect
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, build_model
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.roi_heads import ROI_MASK_HEAD_REGISTRY, FastRCNNOutputLayers
+from detectron2.modeling.roi_heads import mask_head as d2_mask_head
 from detectron2.modeling.roi_heads.mask_head import MaskRCNNConvUpsampleHead, mask_rcnn_loss
 from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
@@ -20,6 +24,7 @@ import ir_d2  # noqa: F401  (registration)
 from ir_d2.layers import dice_loss, iou_box_loss, lovasz_softmax_loss
 from ir_d2.modeling import IRFastRCNNOutputLayers, IRMaskRCNNConvUpsampleHead, IRROIHeads
 from ir_d2.modeling.roi_heads import ir_mask_rcnn_loss
+from ir_d2.modeling.roi_heads.mask_head import _mask_rcnn_targets
 from ir_d2.utils.testing import random_instance_batch
 
 BASE = "Base-IR-RCNN-FPN.yaml"
@@ -187,11 +192,60 @@ def test_bce_only_equals_detectron2_mask_rcnn_loss(num_classes, polygons):
         ours_acc = storage.latest()["mask_rcnn/accuracy"][0]
         theirs = mask_rcnn_loss(logits, instances)
         theirs_acc = storage.latest()["mask_rcnn/accuracy"][0]
-    assert torch.equal(ours, theirs)
+    # the fused eq. 18 pass computes BCE in another float32 form than torch's
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
     assert ours_acc == theirs_acc
     (ga,) = torch.autograd.grad(ours, logits)
     (gb,) = torch.autograd.grad(theirs, logits)
-    assert torch.equal(ga, gb)
+    torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-10)
+
+
+#: sha256 of ``inspect.getsource(detectron2...mask_head.mask_rcnn_loss)`` at the pinned commit
+#: (scripts/bootstrap.py DETECTRON2_COMMIT), the function ``_mask_rcnn_targets`` stands in for
+MASK_RCNN_LOSS_SHA256 = "37a732140756ef0c3f9aa4804140b9f0404bad98f768dc21192b62409b19e79a"
+
+
+@pytest.mark.parametrize("num_classes,polygons", [(4, False), (1, False), (4, True)])
+def test_mask_targets_are_detectron2s(monkeypatch, num_classes, polygons):
+    """``_mask_rcnn_targets`` is detectron2's ``mask_rcnn_loss`` but for its BCE: the logits and
+    targets that the pinned function hands to its BCE, its scalars and its images are ours, bit
+    for bit (class-specific and agnostic logits, bitmap and polygon masks, an image without
+    ROIs, no ROI at all); and its source is the one ours was written from."""
+    source = inspect.getsource(d2_mask_head.mask_rcnn_loss)
+    assert hashlib.sha256(source.encode()).hexdigest() == MASK_RCNN_LOSS_SHA256, (
+        "detectron2's mask_rcnn_loss changed: bring ir_d2.modeling.roi_heads.mask_head."
+        "_mask_rcnn_targets in line with it, then update MASK_RCNN_LOSS_SHA256"
+    )
+    handed = []
+
+    def bce(logits, targets, reduction):
+        handed.append((logits, targets))
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
+
+    monkeypatch.setattr(d2_mask_head, "F", SimpleNamespace(binary_cross_entropy_with_logits=bce))
+    g = torch.Generator().manual_seed(4)
+    instances = _mask_instances(seed=4, sizes=(5, 0, 7), polygons=polygons)
+    logits = torch.randn(12, num_classes, 28, 28, generator=g)
+    outs, logged = [], []
+    for fn in (_mask_rcnn_targets, d2_mask_head.mask_rcnn_loss):
+        with EventStorage(start_iter=6) as storage:  # 6 % vis_period 3 == 0: images too
+            outs.append(fn(logits, instances, vis_period=3))
+            logged.append((storage.latest(), storage._vis_data))
+    ours = outs[0]
+    assert len(handed) == 1
+    for a, b in zip(ours, handed[0]):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert ours[0].shape == (12, 28, 28)
+    (ours_scalars, ours_images), (their_scalars, their_images) = logged
+    assert ours_scalars == their_scalars and len(ours_scalars) == 3
+    assert len(ours_images) == len(their_images) == 12
+    for (name_a, img_a, it_a), (name_b, img_b, it_b) in zip(ours_images, their_images):
+        assert (name_a, it_a) == (name_b, it_b) and torch.equal(img_a, img_b)
+    # no ROI: detectron2 returns before its BCE, ours returns None
+    with EventStorage():
+        assert _mask_rcnn_targets(logits[:0], _mask_instances(sizes=(0, 0)), 0) is None
+        assert d2_mask_head.mask_rcnn_loss(logits[:0], _mask_instances(sizes=(0, 0))) == 0
+    assert len(handed) == 1
 
 
 def test_compound_mask_loss_and_event_storage():
@@ -236,10 +290,16 @@ def test_empty_roi_batch_gives_zero_that_back_propagates():
 def test_mask_head_matches_detectron2_layout_and_inference():
     torch.manual_seed(0)
     ours = _mask_head(["MODEL.ROI_MASK_HEAD.LOVASZ_WEIGHT", 0.3])
-    assert (ours.bce_weight, ours.dice_weight, ours.lovasz_weight) == (1.0, 1.0, 0.3)
-    assert (ours.lovasz, ours.lovasz_classes) == ("softmax", "present")
+    assert ours.mask_loss == {
+        "bce_weight": 1.0,
+        "dice_weight": 1.0,
+        "lovasz_weight": 0.3,
+        "dice_smooth": 1.0,
+        "lovasz": "softmax",
+        "lovasz_classes": "present",
+    }
     hinge = _mask_head(["MODEL.ROI_MASK_HEAD.LOVASZ", "hinge"])
-    assert hinge.lovasz == "hinge"
+    assert hinge.mask_loss["lovasz"] == "hinge"
     with pytest.raises(ValueError, match="MODEL.ROI_MASK_HEAD.LOVASZ_CLASSES"):
         _mask_head(["MODEL.ROI_MASK_HEAD.LOVASZ_CLASSES", "some"])
     cfg = ir_cfg(BASE, ["MODEL.ROI_MASK_HEAD.CONV_DIM", 8, "MODEL.ROI_MASK_HEAD.NUM_CONV", 1])

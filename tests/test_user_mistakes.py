@@ -15,10 +15,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor
 
 from ir_d2.data import IRDataError, load_ir_coco_json
-from ir_d2.data.ir_datasets.irstd import size_mismatch_message
 from ir_d2.engine import IRPredictor
 from ir_d2.engine.defaults import setup_cfg
 from ir_d2.engine.exported_predictor import _same
+from ir_d2.structures import size_mismatch_message
 from ir_d2.tools import demo, train_net
 from ir_d2.tools.analyze_model import analyze
 from ir_d2.utils.cli import CommandLineError, move_config_pairs_to_end, quiet_training_errors

@@ -101,8 +101,9 @@ class _Threshold:
         return out
 
 
-def test_the_demo_streams_a_video_with_latency_and_temporal_filtering(tmp_path, monkeypatch):
-    _video(tmp_path / "clip.mp4")
+@pytest.fixture
+def threshold_net(monkeypatch):
+    """IRPredictor with :class:`_Threshold` in place of its net."""
     from ir_d2.engine import IRPredictor
 
     original = IRPredictor.__init__
@@ -112,6 +113,10 @@ def test_the_demo_streams_a_video_with_latency_and_temporal_filtering(tmp_path, 
         self.model = _Threshold()
 
     monkeypatch.setattr(IRPredictor, "__init__", init)
+
+
+def test_the_demo_streams_a_video_with_latency_and_temporal_filtering(tmp_path, threshold_net):
+    _video(tmp_path / "clip.mp4")
     config = "ir_d2://quick_schedules/irstd_unet_sirst_instant_test.yaml"
     argv = ["--config-file", config, "--input", str(tmp_path / "clip.mp4")]
     out = tmp_path / "out"
@@ -127,7 +132,7 @@ def test_the_demo_streams_a_video_with_latency_and_temporal_filtering(tmp_path, 
     reported = [int(r["reported"]) for r in rows]
     assert detected == [1, 1, 1, 1, 2, 1, 1, 1, 1]  # the drifting target, and the flash
     assert reported == [0, 1, 1, 1, 1, 1, 1, 1, 1]  # first sighting, and the flash, dropped
-    manifest = json.loads((out / "ir_d2_demo.json").read_text())["outputs"]
+    manifest = json.loads((out / "ir_d2_demo.json").read_text())["files"]
     assert {"clip.mp4", "clip.frames.csv"} <= set(manifest)
     # the per-frame table is the demo's own output: replaced only with --overwrite
     with pytest.raises(CommandLineError, match="--overwrite"):
@@ -151,3 +156,34 @@ def test_the_demo_streams_a_video_with_latency_and_temporal_filtering(tmp_path, 
         demo.main([*argv, "--output", str(theirs), "MODEL.WEIGHTS", ""])
     assert (theirs / "clip.frames.csv").read_text() == "their table"
     assert sorted(p.name for p in theirs.iterdir()) == ["clip.frames.csv"]
+
+
+def test_visualization_demo_run_on_video_is_run_on_image_frame_by_frame(tmp_path, threshold_net):
+    from ir_d2.engine.defaults import setup_cfg
+    from ir_d2.engine.visualization_demo import VisualizationDemo
+    from ir_d2.utils.visualizer import draw_small_targets
+
+    _video(tmp_path / "clip.mp4")
+    cfg = setup_cfg("ir_d2://quick_schedules/irstd_unet_sirst_instant_test.yaml")
+    visualization = VisualizationDemo(cfg)
+    temporal = TemporalFilter(2, 3, distance=3.0)
+    temporal.update([(0, 0)])  # a filter that has seen frames before: reset by run_on_video
+    video = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
+    streamed = list(visualization.run_on_video(video, temporal))
+    video.release()
+    video, frames = cv2.VideoCapture(str(tmp_path / "clip.mp4")), []
+    while (frame := video.read())[0]:
+        frames.append(frame[1])
+    video.release()
+    assert len(streamed) == len(frames) == 9
+    assert [p["detected"] for p, _ in streamed] == [1, 1, 1, 1, 2, 1, 1, 1, 1]
+    assert [len(p["targets"]) for p, _ in streamed] == [0, 1, 1, 1, 1, 1, 1, 1, 1]
+    for (predictions, overlay), frame in zip(streamed, frames):
+        alone, expected = visualization.run_on_image(frame)
+        assert "detected" not in alone
+        if len(predictions["targets"]) == len(alone["targets"]):  # the filter kept them all
+            np.testing.assert_array_equal(overlay, expected)
+        prob = alone["sem_seg"][0].numpy()
+        np.testing.assert_array_equal(
+            overlay, draw_small_targets(frame, prob, predictions["targets"])
+        )

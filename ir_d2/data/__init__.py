@@ -3,7 +3,7 @@ Infrared data: readers, datasets (registered on import, reading no file) and map
 """
 
 from . import ir_datasets  # noqa: F401  (registers the built-in IR datasets)
-from .augmentation import build_ir_augmentation  # noqa: F401
+from .augmentation import build_ir_augmentation, build_sirst5k_augmentation  # noqa: F401
 from .build import IRMapDataset, build_ir_test_loader, build_ir_train_loader  # noqa: F401
 from .dataset_mapper import IRDatasetMapper, IRSTDDatasetMapper, build_ir_mapper  # noqa: F401
 from .io import (  # noqa: F401
@@ -32,5 +32,4 @@ from .ir_datasets import (  # noqa: F401
 )
 from .reader import IRReaderSettings  # noqa: F401
 from .sirst5k import NoiseBank, SIRST5KAugmentation  # noqa: F401
-from .sirst5k_bank import build_sirst5k_augmentation  # noqa: F401
 from .synthesis import n2n_displace, negative_augment, sample_noise_patches  # noqa: F401

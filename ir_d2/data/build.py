@@ -11,6 +11,7 @@ Data loaders of the ir_d2 trainer: detectron2's, with bad samples handled the wa
 """
 
 import logging
+import random
 
 from detectron2.data import (
     DatasetFromList,
@@ -19,6 +20,7 @@ from detectron2.data import (
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
+from detectron2.data.build import _train_loader_from_config
 from detectron2.data.common import ToIterableDataset
 from detectron2.data.samplers import InferenceSampler
 
@@ -30,27 +32,37 @@ __all__ = ["IRMapDataset", "build_ir_train_loader", "build_ir_test_loader"]
 logger = logging.getLogger(__name__)
 
 
+class _SubstituteSampler:
+    """
+    The random source of an :class:`IRMapDataset`: detectron2's own (``random.Random(42)``), but
+    an empty pool of candidates raises :class:`IRDataError`. It stands in for one line of the
+    pinned detectron2, ``cur_idx = self._rng.sample(list(self._fallback_candidates), k=1)[0]`` in
+    ``MapDataset.__getitem__`` (detectron2/data/common.py), which would ask ``random.sample`` for
+    a sample of an empty pool; ``tests/test_bad_input.py`` fails when that line changes.
+    """
+
+    def __init__(self, count: int):
+        self._random = random.Random(42)
+        self._count = count
+
+    def sample(self, population, k):
+        if not population:
+            raise IRDataError(
+                f"all {self._count} training samples failed to load (DATALOADER.SKIP_BAD_SAMPLES "
+                "skipped each one; the warnings above name the files)"
+            )
+        return self._random.sample(population, k)
+
+
 class IRMapDataset(MapDataset):
     """
     detectron2's ``MapDataset`` (a mapper returning None makes it try another random sample) that
-    stops with an :class:`IRDataError` once every sample has failed, instead of asking Python's
-    ``random.sample`` for a sample of an empty pool.
+    stops with an :class:`IRDataError` once every sample has failed (:class:`_SubstituteSampler`).
     """
 
-    def __getitem__(self, idx):
-        cur_idx = int(idx)
-        while True:
-            data = self._map_func(self._dataset[cur_idx])
-            if data is not None:
-                self._fallback_candidates.add(cur_idx)
-                return data
-            self._fallback_candidates.discard(cur_idx)
-            if not self._fallback_candidates:
-                raise IRDataError(
-                    f"all {len(self)} training samples failed to load (DATALOADER.SKIP_BAD_SAMPLES "
-                    "skipped each one; the warnings above name the files)"
-                )
-            cur_idx = self._rng.sample(list(self._fallback_candidates), k=1)[0]
+    def __init__(self, dataset, map_func):
+        super().__init__(dataset, map_func)
+        self._rng = _SubstituteSampler(len(dataset))
 
 
 def _identity(x):
@@ -58,19 +70,16 @@ def _identity(x):
 
 
 def build_ir_train_loader(cfg):
-    """detectron2's ``build_detection_train_loader`` over the training sets of ``cfg``, mapped by
-    :func:`build_ir_mapper` through an :class:`IRMapDataset`."""
-    dicts = get_detection_dataset_dicts(
-        cfg.DATASETS.TRAIN,
-        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-        min_keypoints=(
-            cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0
-        ),
-        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
-    )
-    dataset = IRMapDataset(DatasetFromList(dicts, copy=False), build_ir_mapper(cfg, True))
-    # the mapping happened above: detectron2's own MapDataset gets the identity
-    return build_detection_train_loader(cfg, mapper=_identity, dataset=dataset)
+    """
+    detectron2's ``build_detection_train_loader`` as detectron2 configures it from ``cfg``
+    (``_train_loader_from_config``: the training sets' dicts, the sampler, batch size and
+    workers), its dicts mapped by :func:`build_ir_mapper` through an :class:`IRMapDataset`.
+    """
+    kwargs = _train_loader_from_config(cfg, mapper=_identity)
+    dicts = DatasetFromList(kwargs["dataset"], copy=False)
+    kwargs["dataset"] = IRMapDataset(dicts, build_ir_mapper(cfg, True))
+    # the mapping happens in IRMapDataset: detectron2's own MapDataset gets the identity
+    return build_detection_train_loader(**kwargs)
 
 
 def build_ir_test_loader(cfg, dataset_name: str):

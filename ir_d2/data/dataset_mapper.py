@@ -19,7 +19,7 @@ that background frames keep teaching the detector what is *not* a target (false 
 SIRST-5K online augmentation (Lu et al. 2024; ``INPUT.SIRST5K.*``): with
 ``INPUT.SIRST5K.ENABLED`` the training IRSTDDatasetMapper applies
 :class:`ir_d2.data.sirst5k.SIRST5KAugmentation` (built once by
-:func:`ir_d2.data.sirst5k_bank.build_sirst5k_augmentation`, its noise bank sampled from the frames
+:func:`ir_d2.data.augmentation.build_sirst5k_augmentation`, its noise bank sampled from the frames
 of ``DATASETS.TRAIN``) in its :meth:`IRSTDDatasetMapper._augment_train` hook; with
 ``INPUT.SIRST5K.NEGATIVE`` each frame becomes a ``"group"`` of rotated variants for the
 negative-sample loss of IRSTDSegmentor (``MODEL.IRSTD.NEG_LOSS``).
@@ -35,9 +35,8 @@ from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from .augmentation import build_ir_augmentation
+from .augmentation import build_ir_augmentation, build_sirst5k_augmentation
 from .reader import IRReaderMixin, IRReaderSettings
-from .sirst5k_bank import build_sirst5k_augmentation
 
 __all__ = ["IRDatasetMapper", "IRSTDDatasetMapper", "build_ir_mapper", "MAPPER_NAMES"]
 

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ir_d2.structures.masks import IRDataError
+
 __all__ = [
     "IRDataError",
     "NORMALIZE_MODES",
@@ -39,11 +41,6 @@ _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _WARNED_LOW_MASKS = set()
 _LOW_MASKS_PER_FOLDER = {}
 _MAX_LOW_MASK_WARNINGS = 5
-
-
-class IRDataError(ValueError):
-    """A missing, empty, corrupt or inconsistent image or mask. The message names the file(s) and
-    the dataset; ``DATALOADER.SKIP_BAD_SAMPLES`` lets the mappers skip such a sample instead."""
 
 
 def _of(dataset_name: Optional[str]) -> str:

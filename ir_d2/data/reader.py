@@ -16,13 +16,13 @@ import logging
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-import cv2
 import numpy as np
 import torch
 from detectron2.data import detection_utils as utils
 
+from ir_d2.structures.masks import fit_mask_to_image
+
 from .io import IRDataError, check_normalize, read_ir_image, read_ir_mask
-from .ir_datasets.irstd import aspect_ratios_agree, size_mismatch_message
 
 __all__ = ["IRReaderSettings", "IRReaderMixin"]
 
@@ -110,16 +110,14 @@ class IRReaderMixin:
         name = self._dataset_name(dataset_dict)
         mask_file = dataset_dict["sem_seg_file_name"]
         mask = read_ir_mask(mask_file, threshold=self.reader.mask_threshold, dataset_name=name)
-        if mask.shape != tuple(image_shape[:2]):
-            message = size_mismatch_message(
-                dataset_dict["file_name"], image_shape, mask_file, mask.shape, name
-            )
-            if not (
-                self.reader.resize_mismatched_masks and aspect_ratios_agree(image_shape, mask.shape)
-            ):
-                raise IRDataError(message)
-            mask = cv2.resize(mask, image_shape[1::-1], interpolation=cv2.INTER_NEAREST)
-        return mask
+        return fit_mask_to_image(
+            mask,
+            image_shape,
+            resize=self.reader.resize_mismatched_masks,
+            image_file=dataset_dict["file_name"],
+            mask_file=mask_file,
+            dataset_name=name,
+        )
 
     def __call__(self, dataset_dict):
         """

@@ -23,7 +23,7 @@ from typing import Iterable, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ir_d2.evaluation.irstd_metrics import connected_components
+from ir_d2.structures.masks import connected_components
 
 __all__ = [
     "sample_noise_patches",
@@ -193,7 +193,7 @@ def target_centers(mask: np.ndarray) -> List[Tuple[int, int]]:
     """
     ``(y, x)`` integer centres of the 8-connected targets of ``mask`` (non-zero pixels): each
     component's centroid rounded half up, in raster order of the components' first pixels (the
-    targets of the metrics, :func:`ir_d2.evaluation.connected_components`).
+    targets of the metrics, :func:`ir_d2.structures.connected_components`).
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:

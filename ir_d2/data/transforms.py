@@ -78,18 +78,18 @@ class IRGaussianBlur(T.Augmentation):
         return T.ColorTransform(partial(_blur, sigma))
 
 
-def IRRandomGaussianBlur(  # noqa: N802  (an augmentation, named as one)
-    prob: float = 0.5, min_sigma: float = 0.0, max_sigma: float = 1.0
-) -> T.Augmentation:
+class IRRandomGaussianBlur(T.RandomApply):
     """
     With probability ``prob``, :class:`IRGaussianBlur` (detectron2's ``RandomApply``). The
     SIRST-5K authors' training pipeline (DNANet's) does this with Pillow's
     ``GaussianBlur(radius=random())``, whose radius is the standard deviation: ``prob`` 0.5,
     sigma in [0, 1].
     """
-    if not 0.0 <= prob <= 1.0 or not 0.0 <= min_sigma <= max_sigma:
-        raise ValueError(
-            f"INPUT.IR.BLUR_PROB={prob}, BLUR_SIGMA=[{min_sigma}, {max_sigma}]: need a "
-            "probability in [0, 1] and 0 <= low <= high"
-        )
-    return T.RandomApply(IRGaussianBlur(min_sigma, max_sigma), prob)
+
+    def __init__(self, prob: float = 0.5, min_sigma: float = 0.0, max_sigma: float = 1.0):
+        if not 0.0 <= prob <= 1.0 or not 0.0 <= min_sigma <= max_sigma:
+            raise ValueError(
+                f"INPUT.IR.BLUR_PROB={prob}, BLUR_SIGMA=[{min_sigma}, {max_sigma}]: need a "
+                "probability in [0, 1] and 0 <= low <= high"
+            )
+        super().__init__(IRGaussianBlur(min_sigma, max_sigma), prob)

@@ -5,3 +5,4 @@ from .exported_predictor import ExportedPredictor, is_exported_model  # noqa: F4
 from .optimizer import build_ir_optimizer  # noqa: F401
 from .predictor import IRPredictor  # noqa: F401
 from .trainer import IRTrainer  # noqa: F401
+from .visualization_demo import VisualizationDemo  # noqa: F401

@@ -14,6 +14,7 @@ from detectron2.utils.logger import setup_logger
 
 from ir_d2.config import get_ir_cfg
 from ir_d2.data.ir_datasets.from_config import register_datasets_from_config
+from ir_d2.utils.file_io import CONFIG_PREFIX, get_config_file
 
 __all__ = [
     "setup_cfg",
@@ -27,15 +28,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class WeightsUnavailableError(SystemExit):
-    """``MODEL.WEIGHTS`` names a file that cannot be read or downloaded (exits with one line)."""
+class WeightsUnavailableError(FileNotFoundError):
+    """``MODEL.WEIGHTS`` names a file that cannot be read or downloaded; the message is one line
+    telling what to set (the tools end with it, :func:`ir_d2.utils.cli.one_line_errors`)."""
 
 
 def resolve_config_file(config_file: str) -> str:
     """``config_file`` when it is a file, else the model-zoo config of that name
     (``IRSTD/...yaml`` or ``ir_d2://IRSTD/...yaml``); FileNotFoundError naming it otherwise."""
-    from ir_d2.model_zoo import CONFIG_PREFIX, get_config_file
-
     config_file = os.fspath(config_file)
     if not config_file.startswith(CONFIG_PREFIX) and os.path.isfile(config_file):
         return config_file
@@ -256,10 +256,10 @@ def _setup_ir_logger(output_dir):
 
 def ensure_weights(weights):
     """
-    Check that ``MODEL.WEIGHTS`` can be read before a model loads it; on failure exit with one line
-    telling what to set. "" (random initialisation) always passes. detectron2 downloads
-    ``detectron2://`` and ``https://`` weights on first use (offline machines cannot) and caches
-    them.
+    Check that ``MODEL.WEIGHTS`` can be read before a model loads it; on failure raise
+    :class:`WeightsUnavailableError`, one line telling what to set. "" (random initialisation)
+    always passes. detectron2 downloads ``detectron2://`` and ``https://`` weights on first use
+    (offline machines cannot) and caches them.
     """
     problem = weights_problem(weights)
     if problem:

@@ -10,7 +10,7 @@ import torch
 
 from ..export.runtime import ExportedNet, read_export_metadata
 from ..layers import check_tiling, tiled_probabilities
-from ..modeling.meta_arch.irstd_segmentor import irstd_input, irstd_results
+from ..modeling.meta_arch import irstd_input, irstd_results
 from .predictor import IRFrameInput
 
 __all__ = ["ExportedPredictor", "is_exported_model"]

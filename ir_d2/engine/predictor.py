@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from ..data.augmentation import build_ir_augmentation
 from ..data.io import check_normalize, to_bgr_uint8
-from ..evaluation.irstd_metrics import connected_targets
+from ..structures.masks import connected_targets, label_components
 from .defaults import weights_problem
 
 __all__ = ["IRFrameInput", "IRPredictor", "invalid_pixels", "suppress_invalid"]
@@ -48,7 +48,7 @@ def suppress_invalid(predictions: dict, invalid: np.ndarray, margin: int, thresh
     if "sem_seg" in predictions:
         prob = predictions["sem_seg"]
         p = prob[0].detach().cpu().numpy().copy()
-        labels, _ = ndimage.label(p > threshold, structure=np.ones((3, 3), bool))
+        labels, _ = label_components(p > threshold)
         touching = np.unique(labels[bad & (labels > 0)])
         p[bad | np.isin(labels, touching[touching > 0])] = 0.0
         predictions["sem_seg"] = torch.as_tensor(p, dtype=prob.dtype)[None].to(prob.device)

@@ -10,10 +10,11 @@ definition: unmatched predicted components are found by identity, not by compari
 frame whose union is empty counts 0 in nIoU instead of dividing by zero.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import numpy as np
-from scipy import ndimage
+
+from ir_d2.structures.masks import connected_components, connected_targets
 
 __all__ = [
     "IRSTDMetrics",
@@ -21,54 +22,6 @@ __all__ = [
     "connected_targets",
     "match_targets",
 ]
-
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def connected_components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """
-    8-connected components of a 2-D bool mask, labelled 1..n in raster order of their first
-    pixel (skimage's ``measure.label(connectivity=2)`` order, which BasicIRSTD matches in).
-
-    Returns:
-        labels: int array of the mask's shape, 0 = background;
-        centroids: (n, 2) float, (row, col) mean of each component's pixel coordinates;
-        areas: (n,) int, pixels per component.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    labels, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
-    if n == 0:
-        return labels, np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
-    flat = labels.ravel()
-    idx = np.flatnonzero(flat)
-    lab = flat[idx]
-    rows, cols = np.divmod(idx, mask.shape[1])
-    areas = np.bincount(lab, minlength=n + 1)[1:]
-    centroids = np.stack(
-        [
-            np.bincount(lab, weights=rows, minlength=n + 1)[1:] / areas,
-            np.bincount(lab, weights=cols, minlength=n + 1)[1:] / areas,
-        ],
-        axis=1,
-    )
-    return labels, centroids, areas.astype(np.int64)
-
-
-def connected_targets(prob: np.ndarray, threshold: float = 0.5) -> List[Dict]:
-    """
-    The targets of a 2-D probability map: the 8-connected components of ``prob > threshold``, in
-    label order, each as ``{"centroid": (x, y), "area": int, "score": float}`` where ``(x, y)`` is
-    the (column, row) mean of its pixels and ``score`` the highest probability inside it.
-    """
-    prob = np.asarray(prob, dtype=np.float64)
-    labels, centroids, areas = connected_components(prob > threshold)
-    if len(areas) == 0:
-        return []
-    scores = ndimage.maximum(prob, labels, index=np.arange(1, len(areas) + 1))
-    return [
-        {"centroid": (float(c[1]), float(c[0])), "area": int(a), "score": float(s)}
-        for c, a, s in zip(centroids, areas, np.atleast_1d(scores))
-    ]
 
 
 def match_targets(

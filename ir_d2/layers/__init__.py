@@ -1,23 +1,25 @@
 """Pure-torch layers and losses of ir_d2 (no detectron2 import)."""
 
 from .bce import binary_cross_entropy_loss
-from .edge_loss import gradient_magnitude, isnet_edge_loss, mask_edges
-from .losses import (
+from .box_losses import (
     IOU_LOSS_TYPES,
-    LOVASZ_CLASSES,
-    LOVASZ_KINDS,
     ciou_loss,
-    dice_loss,
     eiou_loss,
     focal_ciou_loss,
     focal_eiou_loss,
     focal_iou,
     focal_siou_loss,
     iou_box_loss,
+    siou_loss,
+)
+from .edge_loss import gradient_magnitude, isnet_edge_loss, mask_edges
+from .mask_losses import (
+    LOVASZ_CLASSES,
+    LOVASZ_KINDS,
+    dice_loss,
     ir_mask_loss,
     lovasz_hinge_loss,
     lovasz_softmax_loss,
-    siou_loss,
 )
 from .neg_loss import NEG_LOSS_MODES, negative_sample_loss
 from .norm import get_norm

@@ -1,4 +1,5 @@
-"""Norm layers by name, in pure torch (no detectron2 import)."""
+"""Norm layers by name: detectron2's ``get_norm`` (imported when a name is built, so the blocks
+import without detectron2), with GroupNorm's group count fitted to narrow layers."""
 
 import math
 from typing import Callable, List, Optional, Union
@@ -12,25 +13,25 @@ NormSpec = Union[str, Callable[[int], Optional[nn.Module]], None]
 
 def get_norm(norm: NormSpec, channels: int) -> Optional[nn.Module]:
     """
-    Build a 2-D norm layer for ``channels`` channels.
-
-    Args:
-        norm: "BN", "GN" (32 groups, or the largest divisor of ``channels`` below 32, as detectron2
-            uses 32), "SyncBN", "" / None (no norm, returns None), or a callable
-            ``channels -> nn.Module`` (for instance ``functools.partial(detectron2.layers.get_norm,
-            "FrozenBN")``), used as is.
+    detectron2's ``detectron2.layers.get_norm``: a norm layer for ``channels`` channels from a
+    name ("BN", "SyncBN", "FrozenBN", "naiveSyncBN", "nnSyncBN", "LN", ...; "" / None: no norm)
+    or a callable ``channels -> nn.Module``; an unknown name raises ValueError. One difference:
+    "GN" takes ``gcd(32, channels)`` groups where detectron2 takes 32, which the narrow
+    small-target nets (8 or 16 channels) cannot divide.
     """
     if norm is None or norm == "":
         return None
-    if callable(norm):
-        return norm(channels)
-    if norm == "BN":
-        return nn.BatchNorm2d(channels)
     if norm == "GN":
         return nn.GroupNorm(math.gcd(32, channels), channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    raise ValueError(f"Unknown norm {norm!r}: expected 'BN', 'GN', 'SyncBN', '' or a callable.")
+    from detectron2.layers import get_norm as d2_get_norm
+
+    try:
+        return d2_get_norm(norm, channels)
+    except KeyError:
+        raise ValueError(
+            f"Unknown norm {norm!r}: expected 'BN', 'GN', 'SyncBN', 'naiveSyncBN', 'FrozenBN', "
+            "'' or a callable."
+        ) from None
 
 
 def conv_norm(

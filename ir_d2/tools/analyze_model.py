@@ -8,15 +8,13 @@ Table 1 columns (Params, GFLOPs, FPS) and the params column of the Mask R-CNN pa
 FLOPs count one multiply-add as one FLOP (fvcore's convention, as the papers' GFLOPs).
 """
 
-import argparse
-
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis
 
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.engine.defaults import setup_cfg
-from ir_d2.utils.cli import add_opts_arguments, collect_opts, one_line_errors, positive
+from ir_d2.utils.cli import add_opts_arguments, collect_opts, one_line_errors, positive, tool_parser
 from ir_d2.utils.timing import count_parameters, time_calls
 
 __all__ = ["analyze", "main"]
@@ -53,11 +51,7 @@ def analyze(cfg, height: int, width: int, runs: int = 20, warmup: int = 5) -> di
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m ir_d2.tools.analyze_model",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    parser = tool_parser("ir_d2.tools.analyze_model", __doc__, raw_text=True)
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--height", type=positive(int, "--height"), default=256)
     parser.add_argument("--width", type=positive(int, "--width"), default=256)

@@ -18,17 +18,19 @@ the distance grows by ``--temporal-speed`` pixels (default 1) per frame of age, 
 targets.
 ``MODEL.WEIGHTS`` may name an exported small-target net (``model.onnx``, ``model.ts`` from
 ``ir_d2.tools.export_model``): it then runs on ONNX Runtime / TorchScript
-(:class:`ir_d2.engine.ExportedPredictor`).
+(:class:`ir_d2.engine.ExportedPredictor`). The model and the drawing are
+:class:`ir_d2.engine.visualization_demo.VisualizationDemo` (detectron2's demo split: this module
+is the command line, the files and the outputs).
 
 Inputs are never written over: an output that would replace an input file, an output folder that
 is one of the input folders, or two inputs that would write the same output are refused with one
 line before anything is written. ``OUT/ir_d2_demo.json`` lists what the demo wrote there; a file in
-OUT that it does not list is never replaced, and one it lists only with ``--overwrite``. Each
-output is written under a temporary name and renamed when complete. A frame that cannot be read is
-reported and the rest go on; the run ends with the count of failures (exit status 1 if any).
+OUT that it does not list is never replaced, and one it lists only with ``--overwrite``
+(:class:`ir_d2.utils.fileio.OutputFolder`). Each output is written under a temporary name and
+renamed when complete. A frame that cannot be read is reported and the rest go on; the run ends
+with the count of failures (exit status 1 if any).
 """
 
-import argparse
 import csv
 import json
 import logging
@@ -36,18 +38,16 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
-import torch
-from detectron2.data import MetadataCatalog
 from detectron2.utils.logger import setup_logger
 
 import ir_d2  # noqa: F401  (registration)
 from ir_d2.data.io import IRDataError, read_ir_image
-from ir_d2.engine import ExportedPredictor, IRPredictor, is_exported_model
 from ir_d2.engine.defaults import ensure_weights, setup_cfg
+from ir_d2.engine.visualization_demo import VisualizationDemo, n_reported
 from ir_d2.utils.cli import (
     CommandLineError,
     add_opts_arguments,
@@ -55,85 +55,20 @@ from ir_d2.utils.cli import (
     move_config_pairs_to_end,
     one_line_errors,
     split_trailing_opts,
+    tool_parser,
 )
-from ir_d2.utils.fileio import atomic_write, same_path
+from ir_d2.utils.fileio import OutputFolder, OutputRefusedError
 from ir_d2.utils.temporal import TemporalFilter, parse_k_of_n
-from ir_d2.utils.visualizer import draw_instances, draw_small_targets
 
-__all__ = ["IRVisualizationDemo", "main", "run", "plan_outputs", "MANIFEST"]
+__all__ = ["main", "run", "output_folder", "plan_outputs", "MANIFEST"]
 
-#: The demo's record of the files it wrote into an output folder.
+#: The demo's record of the files it wrote into an output folder (its manifest).
 MANIFEST = "ir_d2_demo.json"
 TOOL = "ir_d2.tools.demo"
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv"}
 logger = logging.getLogger("ir_d2.demo")
-
-
-class IRVisualizationDemo:
-    """
-    An :class:`IRPredictor` (an :class:`ExportedPredictor` when ``MODEL.WEIGHTS`` is an exported
-    ``.onnx`` / ``.ts`` net) plus the overlay that suits the model's output.
-    """
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        if is_exported_model(cfg.MODEL.WEIGHTS):
-            self.predictor = ExportedPredictor(cfg)
-        else:
-            self.predictor = IRPredictor(cfg)
-        self.metadata = MetadataCatalog.get(
-            cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused"
-        )
-
-    def run_on_frame(self, frame: np.ndarray, temporal: TemporalFilter = None):
-        """
-        Args:
-            frame: an HxW gray (any dtype) or HxWx3 BGR array.
-            temporal: a video's :class:`TemporalFilter`: only the detections it confirms are
-                reported (``"targets"``; instances) and drawn. The output then also holds
-                ``"detected"``, the number of detections before the filter.
-        Returns:
-            (predictions, overlay): the model output and an HxWx3 uint8 BGR picture.
-        """
-        # prepared once: the uint8 BGR frame the model sees is also what the overlay is drawn on
-        shown, invalid = self.predictor.prepare(frame)
-        predictions = self.predictor.predict(shown, invalid)
-        if temporal is not None:
-            confirm(predictions, temporal)
-        if "instances" in predictions:
-            overlay = draw_instances(shown, predictions["instances"], self.metadata)
-        elif "sem_seg" in predictions:
-            prob = predictions["sem_seg"].detach().cpu().numpy()
-            prob = prob[0] if prob.shape[0] == 1 else prob.max(axis=0)
-            overlay = draw_small_targets(shown, prob, predictions.get("targets", ()))
-        else:
-            raise ValueError(f"cannot draw a model output with keys {sorted(predictions)}")
-        return predictions, overlay
-
-
-def confirm(predictions: dict, temporal: TemporalFilter) -> dict:
-    """Keep the detections of ``predictions`` that ``temporal`` confirms (small targets by
-    centroid, instances by box centre); ``"detected"`` counts them all. Changed in place."""
-    if "instances" in predictions:
-        inst = predictions["instances"]
-        centres = inst.pred_boxes.get_centers().detach().cpu().numpy() if len(inst) else []
-        keep = temporal.update(centres)
-        predictions["detected"] = len(inst)
-        predictions["instances"] = inst[torch.tensor(keep, dtype=torch.bool)]
-    else:
-        targets = predictions.get("targets", [])
-        keep = temporal.update([t["centroid"] for t in targets])
-        predictions["detected"] = len(targets)
-        predictions["targets"] = [t for t, k in zip(targets, keep) if k]
-    return predictions
-
-
-def _n_reported(predictions) -> int:
-    if "instances" in predictions:
-        return len(predictions["instances"])
-    return len(predictions.get("targets", ()))
 
 
 def _summary(predictions) -> str:
@@ -159,72 +94,53 @@ def expand_inputs(paths) -> List[Tuple[Path, str]]:
     return out
 
 
-def _read_manifest(out_dir: Path) -> Dict[str, dict]:
-    """The outputs an earlier demo run recorded in ``out_dir`` (name -> record)."""
-    path = out_dir / MANIFEST
-    if not path.exists():
-        return {}
+def _older_manifest(out_dir: Path):
+    """The outputs an ``ir_d2_demo.json`` of an older version (``"outputs"``, not ``"files"``)
+    lists, itself included; None for another file."""
     try:
-        data = json.loads(path.read_text())
-        if data.get("tool") != TOOL:
-            raise ValueError("not the demo's")
-        return dict(data["outputs"])
+        data = json.loads((out_dir / MANIFEST).read_text())
+        outputs = data["outputs"] if data.get("tool") == TOOL else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise CommandLineError(
-            f"demo: {path} exists and is not the demo's record of its outputs: refusing to write "
-            "into --output; choose another folder"
-        ) from None
+        return None
+    return [MANIFEST, *outputs] if isinstance(outputs, dict) else None
 
 
-def _write_manifest(out_dir: Path, outputs: Dict[str, dict]) -> None:
-    with atomic_write(out_dir / MANIFEST) as f:
-        json.dump({"tool": TOOL, "outputs": outputs}, f, indent=1)
+def output_folder(out_dir, overwrite: bool = False) -> OutputFolder:
+    """``--output`` as the demo's :class:`OutputFolder` (refused when it is a file, or when its
+    ``ir_d2_demo.json`` is not the demo's)."""
+    return OutputFolder(
+        out_dir,
+        TOOL,
+        manifest=MANIFEST,
+        recognise=_older_manifest,
+        overwrite=overwrite,
+        who="the demo",
+    )
 
 
 def plan_outputs(
-    inputs: List[Tuple[Path, str]], input_args, out_dir: Path, overwrite: bool = False
+    inputs: List[Tuple[Path, str]], input_args, folder: OutputFolder
 ) -> List[Tuple[Path, str, Path]]:
     """
-    ``(input, kind, output)`` for every input, checked before anything is written: an error (one
-    line) when ``out_dir`` is one of the ``input_args`` folders, when an output would replace an
-    input file, when two inputs would write one output, or when an output exists and the demo's
-    manifest does not list it (or lists it and ``overwrite`` is off).
+    ``(input, kind, output)`` for every input, checked before anything is written: refused (one
+    line) when two inputs would write one output, when ``folder`` is one of the ``input_args``
+    folders, when an output would replace an input file, or when an output exists and the demo
+    did not write it (or did, and ``folder`` was not opened with ``overwrite``).
     """
-    for arg in map(Path, input_args):
-        if arg.is_dir() and same_path(arg, out_dir):
-            raise CommandLineError(
-                f"demo: --output {out_dir} is the input folder {arg}: the overlays would mix with "
-                "(or replace) the input frames; choose another --output folder"
-            )
-    written_before = _read_manifest(out_dir) if out_dir.is_dir() else {}
     plan, claimed = [], {}
     for path, kind in inputs:
-        target = out_dir / f"{path.stem}{'.mp4' if kind == 'video' else '.png'}"
-        for other, _ in inputs:
-            if same_path(target, other):
-                raise CommandLineError(
-                    f"demo: the overlay of {path} would be written over the input file {other}: "
-                    "choose another --output folder"
-                )
+        target = folder.path / f"{path.stem}{'.mp4' if kind == 'video' else '.png'}"
         if target.name in claimed:
-            raise CommandLineError(
-                f"demo: inputs {claimed[target.name]} and {path} would both write {target}; "
-                "run them into different --output folders"
+            raise OutputRefusedError(
+                f"inputs {claimed[target.name]} and {path} would both write {target}; run them "
+                "into different --output folders"
             )
         claimed[target.name] = path
-        for output in [target] + ([frames_table(target)] if kind == "video" else []):
-            if output.exists():
-                if output.name not in written_before:
-                    raise CommandLineError(
-                        f"demo: {output} exists and was not written by the demo: refusing to "
-                        "replace it; choose another --output folder"
-                    )
-                if not overwrite:
-                    raise CommandLineError(
-                        f"demo: {output} exists (an earlier demo run wrote it): pass --overwrite "
-                        "to replace the demo's own outputs"
-                    )
         plan.append((path, kind, target))
+    outputs = [t.name for _, _, t in plan]
+    outputs += [frames_table(t).name for _, kind, t in plan if kind == "video"]
+    folder.check_inputs([*input_args, *(p for p, _ in inputs)], outputs)
+    folder.check(outputs)
     return plan
 
 
@@ -242,45 +158,43 @@ def _read_frame(path: Path, normalize: str) -> np.ndarray:
     return frame
 
 
-def _run_video(demo, path: Path, output: Path, temporal=None) -> dict:
+def write_video(demo, path: Path, folder: OutputFolder, target: Path, record, temporal=None):
     """
-    Stream the video at ``path`` through the demo into ``output`` (mp4) and its per-frame table
-    (:func:`frames_table`: frame, latency_ms of reading + model + drawing, detected, reported),
-    one frame in memory at a time. Returns the summary (frames, latencies, detections).
+    Stream the video at ``path`` through ``demo.run_on_video`` into ``target`` (mp4) and its
+    per-frame table (:func:`frames_table`: frame, latency_ms of reading, model, drawing and
+    writing the frame, detected, reported), one frame in memory at a time; both are written
+    through ``folder`` with ``record``. Returns the summary (frames, latencies, detections).
     """
     video = cv2.VideoCapture(str(path))
     if not video.isOpened():
         raise IRDataError(f"cannot open video {path}")
     fps = video.get(cv2.CAP_PROP_FPS) or 10.0
-    if temporal is not None:
-        temporal.reset()
     latencies = array("d")  # 8 bytes a frame: the only thing that grows with the video's length
     detected, reported = 0, 0
+    # both outputs are staged and renamed only once the whole video went through
+    video_file = folder.write(target.name, mode=None, record=record)
+    table_file = folder.write(frames_table(target).name, record=record)
     try:
-        # both outputs are staged and renamed only once the whole video went through
-        with atomic_write(output, mode=None) as tmp, atomic_write(frames_table(output)) as table:
-            rows = csv.writer(table)
+        with video_file as tmp, table_file as f:
+            rows = csv.writer(f)
             rows.writerow(["frame", "latency_ms", "detected", "reported"])
             writer = None
             try:
-                while True:
-                    start = time.perf_counter()
-                    ok, frame = video.read()
-                    if not ok:
-                        break
-                    predictions, overlay = demo.run_on_frame(frame, temporal)
+                start = time.perf_counter()
+                for predictions, overlay in demo.run_on_video(video, temporal):
                     if writer is None:
                         h, w = overlay.shape[:2]
                         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
                         writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
                     writer.write(overlay)
                     latency = (time.perf_counter() - start) * 1e3
-                    n_reported = _n_reported(predictions)
-                    n_detected = predictions.get("detected", n_reported)
-                    rows.writerow([len(latencies), f"{latency:.2f}", n_detected, n_reported])
+                    n = n_reported(predictions)
+                    n_detected = predictions.get("detected", n)
+                    rows.writerow([len(latencies), f"{latency:.2f}", n_detected, n])
                     latencies.append(latency)
                     detected += n_detected
-                    reported += n_reported
+                    reported += n
+                    start = time.perf_counter()
             finally:
                 if writer is not None:
                     writer.release()
@@ -302,11 +216,7 @@ def _run_video(demo, path: Path, output: Path, temporal=None) -> dict:
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m ir_d2.tools.demo",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    parser = tool_parser("ir_d2.tools.demo", __doc__, raw_text=True)
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument(
         "--input",
@@ -340,6 +250,16 @@ def get_parser():
     return parser
 
 
+def _describe_video(s: dict, temporal_arg) -> str:
+    lat = s["latency_ms"]
+    what = (
+        f"{s['frames']} frames, latency {lat['mean']:.1f} ms mean, {lat['median']:.1f} median, "
+        f"{lat['p95']:.1f} p95 ({1e3 / lat['mean']:.1f} frames/s); {s['reported']} detections "
+        "reported"
+    )
+    return what + (f" of {s['detected']} (--temporal {temporal_arg})" if temporal_arg else "")
+
+
 def run(argv=None):
     """The demo: returns ``(written, failures)``, the outputs written and ``(input, error)``
     pairs of the inputs that could not be read."""
@@ -358,34 +278,25 @@ def run(argv=None):
         if args.temporal_speed < 0:
             raise ValueError(f"--temporal-speed must be >= 0, got {args.temporal_speed}")
         ensure_weights(cfg.MODEL.WEIGHTS)
-        out_dir = Path(args.output)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"--output {out_dir} is a file; name a folder for the overlays")
-        plan = plan_outputs(expand_inputs(inputs_args), inputs_args, out_dir, args.overwrite)
-        demo = IRVisualizationDemo(cfg)
-        out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(out_dir)
+        folder = output_folder(args.output, args.overwrite)
+        plan = plan_outputs(expand_inputs(inputs_args), inputs_args, folder)
+        demo = VisualizationDemo(cfg)
     written, failures = [], []
     for path, kind, target in plan:
         start = time.perf_counter()
+        record = {"input": str(path.resolve()), "config": str(args.config_file)}
         try:
             if kind == "video":
                 temporal = None
                 if k_of_n:
                     distance, speed = cfg.TEST.IRSTD.DISTANCE, args.temporal_speed
                     temporal = TemporalFilter(*k_of_n, distance, speed)
-                s = _run_video(demo, path, target, temporal)
-                lat = s["latency_ms"]
-                what = (
-                    f"{s['frames']} frames, latency {lat['mean']:.1f} ms mean, "
-                    f"{lat['median']:.1f} median, {lat['p95']:.1f} p95 ({1e3 / lat['mean']:.1f} "
-                    f"frames/s); {s['reported']} detections reported"
-                )
-                if temporal is not None:
-                    what += f" of {s['detected']} (--temporal {args.temporal})"
+                summary = write_video(demo, path, folder, target, record, temporal)
+                what = _describe_video(summary, args.temporal if temporal else None)
             else:
-                predictions, overlay = demo.run_on_frame(_read_frame(path, cfg.INPUT.IR.NORMALIZE))
-                with atomic_write(target, mode=None) as tmp:
+                frame = _read_frame(path, cfg.INPUT.IR.NORMALIZE)
+                predictions, overlay = demo.run_on_image(frame)
+                with folder.write(target.name, mode=None, record=record) as tmp:
                     if not cv2.imwrite(str(tmp), overlay):
                         raise OSError(f"cannot write {target}")
                 what = _summary(predictions)
@@ -393,20 +304,17 @@ def run(argv=None):
             failures.append((path, " ".join(str(e).split())))
             logger.error(f"{path}: skipped, {failures[-1][1]}")
             continue
-        record = {"input": str(path.resolve()), "config": str(args.config_file)}
-        manifest[target.name] = record
-        if kind == "video":
-            manifest[frames_table(target).name] = record
-        _write_manifest(out_dir, manifest)
         logger.info(f"{path}: {what} in {time.perf_counter() - start:.2f}s -> {target}")
         written.append(str(target))
+    if written:
+        folder.finish()
     if failures:
         logger.error(
             f"{len(failures)} of {len(plan)} inputs could not be processed (first: "
-            f"{failures[0][0]}: {failures[0][1]}); {len(written)} overlays written to {out_dir}"
+            f"{failures[0][0]}: {failures[0][1]}); {len(written)} overlays written to {folder.path}"
         )
     else:
-        logger.info(f"{len(written)} overlays written to {out_dir}")
+        logger.info(f"{len(written)} overlays written to {folder.path}")
     return written, failures
 
 

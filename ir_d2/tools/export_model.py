@@ -20,10 +20,10 @@ Before a file is kept, the exported model and the PyTorch model run on the sampl
 (``--sample-image``, else a synthetic IR frame) at three sizes: probability maps must agree within
 1e-4, detections must have the same classes, boxes within 1e-3 px and masks with IoU > 0.99.
 Otherwise nothing is written. ``DIR`` is created if needed; a file there that this tool did not
-write is never replaced, and its own only with ``--overwrite``.
+write is never replaced, and its own only with ``--overwrite`` (``ir_d2_export.json``, written
+last, lists them; :class:`ir_d2.utils.fileio.OutputFolder`).
 """
 
-import argparse
 import contextlib
 import json
 import logging
@@ -56,9 +56,9 @@ from ir_d2.export import (
     rcnn_outputs,
 )
 from ir_d2.modeling import IRSTDSegmentor
-from ir_d2.modeling.meta_arch.irstd_segmentor import irstd_input
-from ir_d2.utils.cli import CommandLineError, add_opts_arguments, collect_opts, one_line_errors
-from ir_d2.utils.fileio import atomic_write
+from ir_d2.modeling.meta_arch import irstd_input
+from ir_d2.utils.cli import add_opts_arguments, collect_opts, one_line_errors, tool_parser
+from ir_d2.utils.fileio import OutputFolder
 
 __all__ = ["main", "export"]
 
@@ -74,11 +74,7 @@ class ExportCheckError(ValueError):
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m ir_d2.tools.export_model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser("ir_d2.tools.export_model", __doc__)
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--format", required=True, choices=sorted(FORMAT_SUFFIX))
     parser.add_argument("--output", required=True, metavar="DIR")
@@ -88,31 +84,32 @@ def get_parser():
     return parser
 
 
-def _check_output(out: Path, model_name: str, overwrite: bool) -> None:
-    """Refuse files this tool did not write, and its own without ``overwrite``."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise CommandLineError(f"export_model: --output {out} is a file, not a folder")
-    meta = out / EXPORT_METADATA
-    ours = False
-    if meta.is_file():
-        try:
-            ours = json.loads(meta.read_text()).get("tool") == TOOL
-        except (OSError, ValueError, AttributeError):
-            ours = False
-    for name in (model_name, EXPORT_METADATA):
-        if (out / name).exists():
-            if not ours:
-                raise CommandLineError(
-                    f"export_model: {out / name} exists and was not written by this tool: "
-                    "refusing to replace it; choose another --output"
-                )
-            if not overwrite:
-                raise CommandLineError(
-                    f"export_model: {out / name} exists (an earlier export): pass --overwrite "
-                    "to replace it"
-                )
+def _older_export(out: Path) -> List[str]:
+    """An older version's export in ``out`` (its ``ir_d2_export.json`` names this tool but lists
+    no files): that record and both model files are this tool's."""
+    try:
+        meta = json.loads((out / EXPORT_METADATA).read_text())
+    except (OSError, ValueError):
+        return []
+    if not (isinstance(meta, dict) and meta.get("tool") == TOOL):
+        return []
+    return [EXPORT_METADATA, *(f"model{suffix}" for suffix in FORMAT_SUFFIX.values())]
+
+
+def output_folder(out, model_name: str, overwrite: bool = False) -> OutputFolder:
+    """``out`` as this tool's :class:`OutputFolder` (its manifest: ``ir_d2_export.json``, the
+    export's metadata), checked: files it did not write are refused, its own without
+    ``overwrite``."""
+    folder = OutputFolder(
+        out,
+        TOOL,
+        manifest=EXPORT_METADATA,
+        recognise=_older_export,
+        overwrite=overwrite,
+        who="this tool",
+    )
+    folder.check([model_name, EXPORT_METADATA])
+    return folder
 
 
 def _sample_frames(path, semantic: bool) -> List[np.ndarray]:
@@ -226,7 +223,7 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
     """Export the model of ``cfg`` (weights from ``MODEL.WEIGHTS``) to ``out``; returns the
     metadata written beside it."""
     model_name = "model" + FORMAT_SUFFIX[fmt]
-    _check_output(out, model_name, overwrite)
+    folder = output_folder(out, model_name, overwrite)
     arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
     if not issubclass(arch, (IRSTDSegmentor, GeneralizedRCNN)):
         raise ValueError(
@@ -239,7 +236,6 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
     if not cfg.MODEL.WEIGHTS:
         logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
     inputs = _model_inputs(cfg, _sample_frames(sample_image, semantic))
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     meta = {
         "tool": TOOL,
@@ -251,7 +247,7 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
         "torch": torch.__version__,
         "input_format": cfg.INPUT.FORMAT,
     }
-    with atomic_write(out / model_name, mode=None) as tmp:
+    with folder.write(model_name, mode=None) as tmp:
         tmp = str(tmp)
         if semantic:
             module = IRSTDExportModule(model.net).eval()
@@ -286,10 +282,10 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
                 "into the frame",
                 runtime="torch.jit.load after import torchvision (ROIAlign, NMS)",
             )
-    meta["seconds"] = round(time.perf_counter() - start, 1)
-    meta["megabytes"] = round(os.path.getsize(out / model_name) / 2**20, 2)
-    with atomic_write(out / EXPORT_METADATA) as f:
-        json.dump(meta, f, indent=1)
+        meta["seconds"] = round(time.perf_counter() - start, 1)
+        meta["megabytes"] = round(os.path.getsize(tmp) / 2**20, 2)
+        folder.info = meta  # ir_d2_export.json, written once the model file is in place
+    folder.finish()
     return meta
 
 

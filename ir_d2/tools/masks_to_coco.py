@@ -13,28 +13,22 @@ from the json). A mask whose size differs from its image is an error, or, with
 ``INPUT.IR.RESIZE_MISMATCHED_MASKS`` does).
 
 Nothing is written but OUT.json, and only when complete (under a temporary name, then renamed). An
-existing OUT.json is replaced only with ``--overwrite`` and only if this tool wrote it; an IMAGES
-folder without images is refused.
+existing OUT.json is replaced only with ``--overwrite`` and only if this tool wrote it (its
+``info.description`` says so; :class:`ir_d2.utils.fileio.OutputFolder`), never when it is one of
+the inputs; an IMAGES folder without images is refused. Errors end the tool with one line.
 """
 
-import argparse
 import json
 import os
-import sys
+from pathlib import Path
 from typing import List, Optional
-
-import cv2
 
 from ir_d2.data.io import IRDataError, read_image_size, read_ir_mask
 from ir_d2.data.ir_datasets.instances import masks_to_coco_dict
-from ir_d2.data.ir_datasets.irstd import (
-    IMAGE_EXTENSIONS,
-    aspect_ratios_agree,
-    index_image_folder,
-    read_split_list,
-    size_mismatch_message,
-)
-from ir_d2.utils.fileio import atomic_write
+from ir_d2.data.ir_datasets.irstd import IMAGE_EXTENSIONS, index_image_folder, read_split_list
+from ir_d2.structures.masks import RESIZE_FLAG_FIX, fit_mask_to_image
+from ir_d2.utils.cli import one_line_errors, tool_parser
+from ir_d2.utils.fileio import OutputFolder
 
 AUTO_SUFFIXES = ("", "_pixels0")
 #: The start of the ``info.description`` this tool writes (how it knows its own files).
@@ -79,60 +73,70 @@ def build_coco(
         else:
             mask_file = os.path.join(masks, mask_index[mask_name])
             mask = read_ir_mask(mask_file, threshold=threshold, threshold_name="--threshold")
-            if mask.shape != size:
-                if not (resize_mismatched and aspect_ratios_agree(size, mask.shape)):
-                    fix = "pass --resize-mismatched to resize such masks (same aspect ratio only)"
-                    raise IRDataError(
-                        size_mismatch_message(image_file, size, mask_file, mask.shape, None, fix)
-                    )
-                mask = cv2.resize(mask, size[::-1], interpolation=cv2.INTER_NEAREST)
+            mask = fit_mask_to_image(
+                mask,
+                size,
+                resize=resize_mismatched,
+                image_file=image_file,
+                mask_file=mask_file,
+                dataset_name=None,
+                fix=RESIZE_FLAG_FIX,
+            )
         items.append(
             {"file_name": image_index[name], "height": size[0], "width": size[1], "mask": mask}
         )
     return masks_to_coco_dict(items, description=f"{DESCRIPTION} {images} {masks}")
 
 
-def check_output(out: str, overwrite: bool) -> None:
-    """Refuse (IRDataError) an existing ``out`` unless ``overwrite`` and this tool wrote it."""
-    if not os.path.exists(out):
-        return
-    if not overwrite:
-        raise IRDataError(f"{out} exists; pass --overwrite to replace a json this tool wrote")
+def _written_here(folder: Path, name: str) -> List[str]:
+    """``[name]`` when ``folder/name`` is a COCO json this tool wrote (its description says so)."""
     try:
-        with open(out) as f:
-            description = json.load(f)["info"]["description"]
+        description = json.loads((folder / name).read_text())["info"]["description"]
     except (OSError, ValueError, KeyError, TypeError):
-        description = ""
-    if not str(description).startswith(DESCRIPTION):
-        raise IRDataError(
-            f"{out} was not written by masks_to_coco: --overwrite replaces only this tool's own "
-            "output; choose another file name"
-        )
+        return []
+    return [name] if str(description).startswith(DESCRIPTION) else []
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ir_d2.tools.masks_to_coco",
-        description=__doc__.split("\n\n")[0],
+def output_file(out: str, overwrite: bool = False, inputs=()) -> OutputFolder:
+    """
+    The folder of ``out`` as this tool's :class:`OutputFolder`, checked: an existing ``out`` is
+    refused (``OutputRefusedError``) unless ``overwrite`` and this tool wrote it, and when it is
+    one of ``inputs``.
+    """
+    name = Path(out).name
+    folder = OutputFolder(
+        Path(out).parent,
+        "ir_d2.tools.masks_to_coco",
+        recognise=lambda f: _written_here(f, name),
+        overwrite=overwrite,
+        who="masks_to_coco",
+        flag="OUT.json",
     )
+    folder.check_inputs(inputs, outputs=[name])
+    folder.check([name])
+    return folder
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    """The tool; returns the COCO dict written."""
+    parser = tool_parser("ir_d2.tools.masks_to_coco", __doc__.split("\n\n")[0])
     parser.add_argument("images", help="folder of the images")
     parser.add_argument("masks", help="folder of the target masks")
     parser.add_argument("out", help="COCO json to write")
     parser.add_argument("--split", help="split list (names, one a line) to convert; default all")
     parser.add_argument("--mask-suffix", default=None, help="mask name = image name + suffix")
     parser.add_argument("--threshold", type=float, default=127, help="foreground: value > this")
-    parser.add_argument("--allow-missing-masks", action="store_true")
-    parser.add_argument(
-        "--resize-mismatched",
-        action="store_true",
-        help="resize a mask whose size differs from its image (same aspect ratio)",
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an OUT.json this tool wrote"
-    )
+    switches = {
+        "--allow-missing-masks": "keep an image without a mask as a frame with no target",
+        "--resize-mismatched": "resize a mask sized unlike its image (same aspect ratio)",
+        "--overwrite": "replace an OUT.json this tool wrote",
+    }
+    for flag, text in switches.items():
+        parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args(argv)
-    try:
-        check_output(args.out, args.overwrite)
+    with one_line_errors("masks_to_coco"):
+        # an image or mask named as OUT.json is refused as a file this tool did not write
+        folder = output_file(args.out, args.overwrite, inputs=[args.split] if args.split else [])
         coco = build_coco(
             args.images,
             args.masks,
@@ -142,16 +146,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             allow_missing_masks=args.allow_missing_masks,
             resize_mismatched=args.resize_mismatched,
         )
-    except (IRDataError, FileNotFoundError) as e:
-        print(f"masks_to_coco: {e}", file=sys.stderr)
-        return 2
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    with atomic_write(args.out) as f:
-        json.dump(coco, f)
+        with folder.write(Path(args.out).name) as f:
+            json.dump(coco, f)
     print(f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} instances")
-    return 0
+    return coco
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

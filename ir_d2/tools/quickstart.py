@@ -18,10 +18,10 @@ Into the output folder (detectron2's OUTPUT_DIR, so the checkpoints, ``log.txt``
 
 It runs on a GPU when there is one (``MODEL.DEVICE`` falls back to the CPU otherwise). Run again,
 it resumes: a finished training is not repeated, the evaluation and pictures are redone. It writes
-only into a new or empty folder, or one it wrote before (``quickstart.json`` marks it).
+only into a new or empty folder, or one it wrote before (``quickstart.json`` marks it and lists
+the files above; :class:`ir_d2.utils.fileio.OutputFolder`), each file atomically.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -40,14 +40,8 @@ from ir_d2.data.ir_datasets.builtin import datasets_root
 from ir_d2.engine import IRPredictor
 from ir_d2.engine.defaults import setup_cfg
 from ir_d2.tools import train_net
-from ir_d2.utils.cli import (
-    CommandLineError,
-    add_opts_arguments,
-    collect_opts,
-    one_line_errors,
-    positive,
-)
-from ir_d2.utils.fileio import atomic_write
+from ir_d2.utils.cli import add_opts_arguments, collect_opts, one_line_errors, positive, tool_parser
+from ir_d2.utils.fileio import OutputFolder
 from ir_d2.utils.visualizer import contact_sheet, draw_ground_truth, draw_small_targets
 
 __all__ = ["main", "choose_data", "plot_roc", "MARKER"]
@@ -55,8 +49,11 @@ __all__ = ["main", "choose_data", "plot_roc", "MARKER"]
 logger = logging.getLogger("ir_d2.quickstart")
 
 DEFAULT_CONFIG = "ir_d2://quick_schedules/irstd_sgem_unet_W8_quickstart.yaml"
-#: The file that marks a folder as this tool's output.
+TOOL = "ir_d2.tools.quickstart"
+#: The file that marks a folder as this tool's output (its manifest).
 MARKER = "quickstart.json"
+#: what the quickstart writes itself (detectron2's trainer writes the checkpoints and logs)
+_OUTPUTS = ("results.json", "results.md", "roc.png", "overlays.png")
 DATA = {
     "synthetic": ("ir_synthetic_train", "ir_synthetic_test"),
     "sirst": ("sirst_train", "sirst_test"),
@@ -77,18 +74,36 @@ def choose_data(choice: str = "auto"):
     return (name, *DATA[name])
 
 
-def _check_output(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise CommandLineError(f"quickstart: --output {out} is a file")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise CommandLineError(
-            f"quickstart: --output {out} is not empty and was not written by the quickstart: "
-            "choose a new or empty folder"
-        )
+def _older_run(out: Path):
+    """The files of an older version's run in ``out`` (its ``quickstart.json`` names this tool
+    but lists no files): the marker, the results, ``roc.png`` and the overlays."""
+    try:
+        ours = json.loads((out / MARKER).read_text()).get("tool") == TOOL
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not ours:
+        return None
+    overlays = [f"overlays/{p.name}" for p in (out / "overlays").glob("*.png")]
+    return [MARKER, *_OUTPUTS, *overlays]
+
+
+def output_folder(out) -> OutputFolder:
+    """``out`` as the quickstart's :class:`OutputFolder`: new, empty, or one it wrote (whose own
+    files it replaces: a run resumes); anything else is refused (``OutputRefusedError``)."""
+    return OutputFolder(
+        out,
+        TOOL,
+        manifest=MARKER,
+        recognise=_older_run,
+        exclusive=True,
+        overwrite=True,
+        who="the quickstart",
+    )
 
 
 def plot_roc(results: dict, thresholds, operating: float, path: Path, title: str) -> None:
-    """The Pd-Fa curve of ``results`` (``"Pd@t"`` / ``"Fa@t"`` for each threshold) as a PNG."""
+    """The Pd-Fa curve of ``results`` (``"Pd@t"`` / ``"Fa@t"`` for each threshold) as a PNG
+    at ``path`` (the caller makes it atomic: ``with folder.write("roc.png", mode=None)``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,17 +129,15 @@ def plot_roc(results: dict, thresholds, operating: float, path: Path, title: str
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    with atomic_write(path, mode=None) as tmp:
-        fig.savefig(tmp)
+    fig.savefig(path)
     plt.close(fig)
 
 
-def write_overlays(cfg, dataset: str, out: Path, count: int):
+def write_overlays(cfg, dataset: str, folder: OutputFolder, count: int):
     """Overlays of the first ``count`` test frames that have targets (then any), and the sheet."""
     predictor = IRPredictor(cfg)
     records = DatasetCatalog.get(dataset)
     records = sorted(records, key=lambda r: 0 if _has_target(r, cfg) else 1)[:count]
-    (out / "overlays").mkdir(exist_ok=True)
     pictures = []
     for r in records:
         frame = read_ir_image(r["file_name"], normalize=cfg.INPUT.IR.NORMALIZE)
@@ -136,10 +149,10 @@ def write_overlays(cfg, dataset: str, out: Path, count: int):
         picture = draw_small_targets(
             draw_ground_truth(shown, gt), pred["sem_seg"][0].cpu().numpy(), pred["targets"]
         )
-        with atomic_write(out / "overlays" / f"{Path(r['file_name']).stem}.png", mode=None) as t:
+        with folder.write(f"overlays/{Path(r['file_name']).stem}.png", mode=None) as t:
             cv2.imwrite(str(t), picture)
         pictures.append(picture)
-    with atomic_write(out / "overlays.png", mode=None) as t:
+    with folder.write("overlays.png", mode=None) as t:
         cv2.imwrite(str(t), contact_sheet(pictures))
     return len(pictures)
 
@@ -151,11 +164,7 @@ def _has_target(record, cfg) -> bool:
 
 
 def get_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m ir_d2.tools.quickstart",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("ir_d2.tools.quickstart", __doc__)
     p.add_argument("--output", default="output/quickstart", help="output folder")
     p.add_argument("--data", choices=["auto", "synthetic", "sirst"], default="auto")
     p.add_argument("--config-file", default=DEFAULT_CONFIG, help="a small-target config")
@@ -170,14 +179,12 @@ def main(argv=None) -> dict:
     out = Path(args.output)
     setup_logger(name="ir_d2")
     with one_line_errors("quickstart"):
-        _check_output(out)
+        folder = output_folder(out)
         data, train_set, test_set = choose_data(args.data)
         opts = ["OUTPUT_DIR", str(out), "DATASETS.TRAIN", f"('{train_set}',)"]
         opts += ["DATASETS.TEST", f"('{test_set}',)", *collect_opts(args)]
         cfg = setup_cfg(args.config_file, opts)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / MARKER) as f:
-        json.dump({"tool": "ir_d2.tools.quickstart", "config": args.config_file, "data": data}, f)
+    folder.claim(config=args.config_file, data=data)  # before the trainer writes into it
     logger.info(
         f"main job: {cfg.MODEL.IRSTD.NET} on {train_set} -> {test_set} ({data}), "
         f"{cfg.SOLVER.MAX_ITER} iterations on {cfg.MODEL.DEVICE}, output {out}"
@@ -196,10 +203,9 @@ def main(argv=None) -> dict:
     cfg = setup_cfg(args.config_file, [*opts, "MODEL.WEIGHTS", weights])
 
     title = f"{cfg.MODEL.IRSTD.NET} on {test_set}, {cfg.SOLVER.MAX_ITER} iterations"
-    plot_roc(
-        results, cfg.TEST.IRSTD.ROC_THRESHOLDS, cfg.TEST.IRSTD.THRESHOLD, out / "roc.png", title
-    )
-    n = write_overlays(cfg, test_set, out, args.overlays)
+    with folder.write("roc.png", mode=None) as tmp:
+        plot_roc(results, cfg.TEST.IRSTD.ROC_THRESHOLDS, cfg.TEST.IRSTD.THRESHOLD, tmp, title)
+    n = write_overlays(cfg, test_set, folder, args.overlays)
     row = [f"{cfg.MODEL.IRSTD.NET} ({test_set})", *(round(results[k], 2) for k in METRICS)]
     table = tabulate(
         [row], headers=["model", "IoU", "nIoU", "Pd", "Fa (1e-6)", "F1"], tablefmt="github"
@@ -219,10 +225,11 @@ def main(argv=None) -> dict:
             "Fa": [results[f"Fa@{t:g}"] for t in cfg.TEST.IRSTD.ROC_THRESHOLDS],
         },
     }
-    with atomic_write(out / "results.json") as f:
+    with folder.write("results.json") as f:
         json.dump(summary, f, indent=2)
-    with atomic_write(out / "results.md") as f:
+    with folder.write("results.md") as f:
         f.write(table + "\n")
+    folder.finish()
     print(f"\n{table}\n")
     print(
         f"main job done in {summary['total_seconds']:.0f} s ({data} data, {cfg.MODEL.DEVICE}): "

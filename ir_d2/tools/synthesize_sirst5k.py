@@ -18,19 +18,20 @@ Output, in the SIRST / NUDT-SIRST layout, registrable as a dataset::
                              frames with more than 8 bits normalised as INPUT.IR.NORMALIZE)
     DIR/masks/<id>.png       8-bit masks, 0 / 255
     DIR/50_50/train.txt      the ids, one a line, no extension: originals, then generated
-    DIR/synthesis.json       the arguments and counts
+    DIR/synthesis.json       the arguments and counts, and the list of the set's files
 
 Originals keep their file stem as id; generated frames are ``<source id>_g<k>``. The result is the
 same for a seed (every generated frame draws from its own generator seeded by ``(seed, index)``).
 
-Nothing of the user's is ever removed: a non-empty DIR is refused, and ``--overwrite`` replaces
-only a folder this tool wrote (its ``synthesis.json`` names this tool, and it holds nothing but
-the files that its ``train.txt`` lists). The set is written into a temporary sibling folder
-``.DIR.tmp-<pid>`` and renamed to DIR at the end, so an interrupted run never looks complete; such a
-folder left by a killed run is removed by the next run (or named, when it cannot tell).
+Nothing of the user's is ever removed (:class:`ir_d2.utils.fileio.OutputFolder`): a non-empty DIR
+is refused, and ``--overwrite`` replaces only a folder this tool wrote (its ``synthesis.json``
+names this tool, and it holds nothing but the files that ``synthesis.json`` lists, or, for a set
+of an older version, that its ``train.txt`` lists). The set is written into a temporary sibling
+folder ``.DIR.tmp-<pid>`` and renamed to DIR at the end, so an interrupted run never looks
+complete; such a folder left by a killed run is removed by the next run (or named, when it cannot
+tell). Bad options or data end the tool with one line.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -40,17 +41,17 @@ import numpy as np
 from tqdm import tqdm
 
 from ir_d2.data.io import read_ir_image, read_ir_mask
-from ir_d2.data.ir_datasets.irstd import aspect_ratios_agree, size_mismatch_message
 from ir_d2.data.sirst5k import NoiseBank
 from ir_d2.data.synthesis import _patch_size, _quarter_turns, n2n_displace, negative_augment
-from ir_d2.utils.fileio import staged_dir
+from ir_d2.structures.masks import RESIZE_FLAG_FIX, IRDataError, fit_mask_to_image
+from ir_d2.utils.cli import one_line_errors, tool_parser
+from ir_d2.utils.fileio import OutputFolder
 
 __all__ = ["main", "synthesize", "TOOL"]
 
-#: The marker in ``synthesis.json`` that says a folder is this tool's output.
+#: The tool, as ``synthesis.json`` (the set's record and the manifest of its files) names it.
 TOOL = "ir_d2.tools.synthesize_sirst5k"
-# the entries of an output folder
-_OUTPUT_ENTRIES = {"images", "masks", "50_50", "synthesis.json"}
+MANIFEST = "synthesis.json"
 
 # Generated frames per original in the paper's SIRST-5K from NUDT-SIRST: 4899 / 663.
 PAPER_PER_IMAGE = 4899 / 663
@@ -62,15 +63,15 @@ def _load_dicts(dataset: str):
     import ir_d2  # noqa: F401  (registers the built-in datasets)
 
     if dataset not in DatasetCatalog.list():
-        raise SystemExit(
+        raise ValueError(
             f"dataset {dataset!r} is not registered; registered: {sorted(DatasetCatalog.list())}"
         )
     dicts = DatasetCatalog.get(dataset)
     if not dicts:
-        raise SystemExit(f"dataset {dataset!r} is empty")
+        raise IRDataError(f"dataset {dataset!r} is empty")
     for d in dicts:
         if "sem_seg_file_name" not in d:
-            raise SystemExit(
+            raise IRDataError(
                 f"dataset {dataset!r}: {d.get('file_name')} has no sem_seg_file_name "
                 "(a semantic IRSTD dataset is needed)"
             )
@@ -85,62 +86,47 @@ def _rotation_angles(angles, mode):
     return [a for a in angles if float(a) % 360 != 0]
 
 
-def _own_output(out: Path):
+def _older_set(out: Path):
     """
-    Why ``out`` is not a folder this tool wrote, or None when it is: its ``synthesis.json`` names
-    this tool (or is an earlier version's, with the same keys) and it holds only ``images/``,
-    ``masks/``, ``50_50/`` and ``synthesis.json``, the image and mask folders only the PNGs of the
-    ids its ``50_50/train.txt`` lists.
+    The files of a set an older version of this tool wrote in ``out`` (its ``synthesis.json``
+    names this tool, or has the keys of the first version, but lists no files): that record,
+    ``50_50/train.txt`` and the image and mask PNGs of the ids it lists. None for another folder.
     """
     try:
-        meta = json.loads((out / "synthesis.json").read_text())
+        meta = json.loads((out / MANIFEST).read_text())
+        ids = (out / "50_50" / "train.txt").read_text().split()
     except (OSError, ValueError):
-        return "it has no readable synthesis.json"
-    legacy = str(meta.get("paper", "")).startswith("Lu et al. 2024") and "originals" in meta
-    if meta.get("tool") != TOOL and not legacy:
-        return f"its synthesis.json was not written by {TOOL}"
-    extra = sorted(p.name for p in out.iterdir() if p.name not in _OUTPUT_ENTRIES)
-    if extra:
-        return f"it holds {extra[:3]}, which this tool does not write"
-    try:
-        ids = set((out / "50_50" / "train.txt").read_text().split())
-    except OSError:
-        return "it has no 50_50/train.txt"
-    for folder in ("images", "masks"):
-        if not (out / folder).is_dir():
-            continue
-        for p in (out / folder).iterdir():
-            if p.suffix != ".png" or p.stem not in ids:
-                return f"it holds {p}, which its 50_50/train.txt does not list"
-    extra = [p for p in (out / "50_50").iterdir() if p.name != "train.txt"]
-    if extra:
-        return f"it holds {extra[0]}, which this tool does not write"
-    return None
+        return None
+    if not isinstance(meta, dict):
+        return None
+    first = str(meta.get("paper", "")).startswith("Lu et al. 2024") and "originals" in meta
+    if meta.get("tool") != TOOL and not first:
+        return None
+    return [
+        MANIFEST,
+        "50_50/train.txt",
+        *(f"{d}/{i}.png" for d in ("images", "masks") for i in ids),
+    ]
 
 
-def check_output_folder(out, overwrite: bool = False) -> bool:
+def output_folder(out, overwrite: bool = False) -> OutputFolder:
     """
-    Whether ``out`` may receive a new set: absent or empty (False: nothing to replace), or, with
-    ``overwrite``, a set this tool wrote (True: it will be replaced). Anything else exits with one
-    line and changes nothing.
+    ``out`` as this tool's :class:`OutputFolder`: it must be absent or empty, or, with
+    ``overwrite``, hold nothing but a set this tool wrote (the files its ``synthesis.json`` lists),
+    which is then replaced. Anything else is refused (``OutputRefusedError``) and changes nothing.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"--out {out} exists and is not a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return False
-    if not overwrite:
-        raise SystemExit(
-            f"--out {out} is not empty; choose a new folder, or pass --overwrite to replace a set "
-            "this tool wrote there"
-        )
-    reason = _own_output(out)
-    if reason is not None:
-        raise SystemExit(
-            f"--out {out} was not written by this tool ({reason}): --overwrite replaces only this "
-            "tool's own output; choose a new or empty folder"
-        )
-    return True
+    folder = OutputFolder(
+        out,
+        TOOL,
+        manifest=MANIFEST,
+        recognise=_older_set,
+        exclusive=True,
+        overwrite=overwrite,
+        who="this tool",
+        flag="--out",
+    )
+    folder.check_replace()
+    return folder
 
 
 def _read_pair(d, *, normalize, mask_threshold, resize_mismatched, name):
@@ -148,19 +134,15 @@ def _read_pair(d, *, normalize, mask_threshold, resize_mismatched, name):
     image = read_ir_image(d["file_name"], normalize=normalize, dataset_name=name)
     image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # exact for replicated gray
     mask = read_ir_mask(d["sem_seg_file_name"], threshold=mask_threshold, dataset_name=name)
-    if image.shape != mask.shape:
-        if not (resize_mismatched and aspect_ratios_agree(image.shape, mask.shape)):
-            raise SystemExit(
-                size_mismatch_message(
-                    d["file_name"],
-                    image.shape,
-                    d["sem_seg_file_name"],
-                    mask.shape,
-                    name,
-                    fix="pass --resize-mismatched to resize such masks (same aspect ratio only)",
-                )
-            )
-        mask = cv2.resize(mask, image.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    mask = fit_mask_to_image(
+        mask,
+        image.shape,
+        resize=resize_mismatched,
+        image_file=d["file_name"],
+        mask_file=d["sem_seg_file_name"],
+        dataset_name=name,
+        fix=RESIZE_FLAG_FIX,
+    )
     return image, mask
 
 
@@ -188,27 +170,26 @@ def synthesize(
     Write the set for the dataset dicts ``dicts`` into ``out`` (see the module docstring).
     Returns the ids written, originals first.
     """
-    out = Path(out)
-    replace = check_output_folder(out, overwrite)
+    output = output_folder(out, overwrite)
     if per_image < 0:
-        raise SystemExit(f"--per-image must be >= 0, got {per_image}")
+        raise ValueError(f"--per-image must be >= 0, got {per_image}")
     if not 0.0 <= alpha <= 1.0:
-        raise SystemExit(f"--alpha must be in [0, 1], got {alpha}")
+        raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
     try:  # before any frame is read, not at the first generated frame
         _patch_size(patch_size, mode)
         _quarter_turns(angles)
     except ValueError as e:
-        raise SystemExit(f"--patch-size / --angles / --mode: {e}") from None
+        raise ValueError(f"--patch-size / --angles / --mode: {e}") from None
 
     ids = [Path(d["file_name"]).stem for d in dicts]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise SystemExit(f"dataset {dataset_name!r}: file stems are not unique ({dup} ...)")
+        raise IRDataError(f"dataset {dataset_name!r}: file stems are not unique ({dup} ...)")
     n = len(dicts)
     n_gen = int(round(per_image * n))
     rot_angles = _rotation_angles(angles, mode)
 
-    with staged_dir(out, TOOL, replace=replace) as tmp:
+    with output.staged() as tmp:
         for folder in ("images", "masks", "50_50"):
             (tmp / folder).mkdir()
         images, masks = [], []
@@ -241,8 +222,7 @@ def synthesize(
             written.append(name)
 
         (tmp / "50_50" / "train.txt").write_text("".join(f"{i}\n" for i in written))
-        meta = {
-            "tool": TOOL,
+        output.info = {  # written into synthesis.json, with the list of the set's files
             "paper": "Lu et al. 2024, SIRST-5K, sec. III",
             "dataset": dataset_name,
             "originals": n,
@@ -259,7 +239,6 @@ def synthesize(
             "resize_mismatched": resize_mismatched,
             "noise_patches": len(bank) if bank is not None else 0,
         }
-        (tmp / "synthesis.json").write_text(json.dumps(meta, indent=2) + "\n")
     return written
 
 
@@ -273,11 +252,7 @@ def _write(root: Path, name: str, image: np.ndarray, mask: np.ndarray):
 
 
 def get_parser():
-    p = argparse.ArgumentParser(
-        prog="python -m ir_d2.tools.synthesize_sirst5k",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = tool_parser("ir_d2.tools.synthesize_sirst5k", __doc__)
     p.add_argument(
         "--dataset", required=True, help="registered semantic dataset, e.g. nudt_sirst_train"
     )
@@ -321,8 +296,9 @@ def main(argv=None):
     options = vars(get_parser().parse_args(argv))
     dataset, out = options.pop("dataset"), options.pop("out")
     progress = not options.pop("no_progress")
-    dicts = _load_dicts(dataset)
-    written = synthesize(dicts, out, dataset_name=dataset, progress=progress, **options)
+    with one_line_errors("synthesize_sirst5k"):
+        dicts = _load_dicts(dataset)
+        written = synthesize(dicts, out, dataset_name=dataset, progress=progress, **options)
     print(f"wrote {len(written)} frames ({len(dicts)} originals) to {out}")
     return written
 

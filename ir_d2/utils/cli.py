@@ -3,7 +3,10 @@ Command-line conventions shared by the ir_d2 tools (no detectron2 import).
 
 - Bad input or options end a tool with one line naming the file, key or flag
   (:class:`CommandLineError`, a ``SystemExit``), never with a traceback from deep in a stack. Set
-  env ``IR_D2_DEBUG=1`` to get the traceback instead.
+  env ``IR_D2_DEBUG=1`` to get the traceback instead. One path leads there: library functions
+  raise ordinary exceptions (``ValueError``, ``ir_d2.data.IRDataError``,
+  ``ir_d2.utils.fileio.OutputRefusedError``, ``OSError``), never ``SystemExit``, and a tool's
+  ``main`` turns them into :class:`CommandLineError` with :func:`one_line_errors`.
 - Config overrides are given the same way to every tool: trailing ``KEY VALUE`` pairs, or the same
   pairs after ``--opts`` (detectron2's train_net uses the first form, its demo the second).
 """
@@ -170,3 +173,16 @@ def positive(kind=int, flag: str = ""):
         return value
 
     return parse
+
+
+def tool_parser(module: str, description: str, raw_text: bool = False) -> argparse.ArgumentParser:
+    """The argument parser of the tool ``python -m <module>``, its help opening with
+    ``description`` (the module's docstring) kept as written: its line breaks too with
+    ``raw_text``, else its paragraphs."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=description,
+        formatter_class=(
+            argparse.RawTextHelpFormatter if raw_text else argparse.RawDescriptionHelpFormatter
+        ),
+    )

@@ -10,7 +10,7 @@ from .coco import (
 )
 from .flir import FLIR_CLASSES, load_flir, register_flir
 from .from_config import register_datasets_from_config, register_subset
-from .instances import label_targets, mask_to_coco_annotations, masks_to_coco_dict
+from .instances import mask_to_coco_annotations, masks_to_coco_dict
 from .irstd import load_irstd_instances, load_irstd_semantic, read_split_list, register_irstd
 from .synthetic import build_synthetic_set, make_synthetic_frame
 
@@ -20,7 +20,6 @@ __all__ = [
     "build_synthetic_set",
     "datasets_root",
     "drop_zero_area_boxes",
-    "label_targets",
     "load_flir",
     "load_ir_coco_json",
     "load_irstd_instances",

@@ -14,16 +14,11 @@ import numpy as np
 import pycocotools.mask as mask_util
 from scipy import ndimage
 
-__all__ = ["TARGET_CLASS", "label_targets", "mask_to_coco_annotations", "masks_to_coco_dict"]
+from ir_d2.structures.masks import label_components
+
+__all__ = ["TARGET_CLASS", "mask_to_coco_annotations", "masks_to_coco_dict"]
 
 TARGET_CLASS = "target"
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def label_targets(mask: np.ndarray):
-    """8-connected components of ``mask != 0``: ``(labels HxW int32, count)``."""
-    labels, count = ndimage.label(np.asarray(mask) != 0, structure=_EIGHT_CONNECTED)
-    return labels, int(count)
 
 
 def mask_to_coco_annotations(mask: np.ndarray) -> List[Dict]:
@@ -33,7 +28,7 @@ def mask_to_coco_annotations(mask: np.ndarray) -> List[Dict]:
     (floats, the component's pixel extent, as ``pycocotools.mask.toBbox``), ``area`` (pixels),
     ``segmentation`` (RLE with str ``counts``, JSON-ready) and ``iscrowd`` 0; no ids, no category.
     """
-    labels, count = label_targets(mask)
+    labels, count = label_components(mask)
     if count == 0:
         return []
     annotations = []

@@ -26,23 +26,22 @@ import logging
 import os
 from typing import Dict, List, Optional
 
-import cv2
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ..io import IRDataError, read_image_size, read_ir_mask
+from ir_d2.structures.masks import IRDataError, fit_mask_to_image, size_mismatch_message
+
+from ..io import read_image_size, read_ir_mask
 from .instances import TARGET_CLASS, mask_to_coco_annotations
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "read_split_list",
     "index_image_folder",
-    "size_mismatch_message",
     "load_irstd_semantic",
     "load_irstd_instances",
     "register_irstd",
     "set_irstd_metadata",
-    "aspect_ratios_agree",
     "set_instance_mask_threshold",
 ]
 
@@ -141,43 +140,6 @@ def load_irstd_semantic(
     return records
 
 
-def aspect_ratios_agree(shape_a, shape_b, tolerance: float = 0.02) -> bool:
-    """Whether two (H, W) shapes have the same aspect ratio within ``tolerance`` (relative)."""
-    (ha, wa), (hb, wb) = shape_a[:2], shape_b[:2]
-    return abs((wa / ha) / (wb / hb) - 1.0) <= tolerance
-
-
-#: How a config resizes or skips a mask whose size differs from its image.
-CONFIG_SIZE_FIX = (
-    "set INPUT.IR.RESIZE_MISMATCHED_MASKS True to resize such masks (same aspect ratio only) or "
-    "DATALOADER.SKIP_BAD_SAMPLES True to skip them"
-)
-
-
-def size_mismatch_message(
-    image_file, image_shape, mask_file, mask_shape, dataset_name, fix: str = CONFIG_SIZE_FIX
-) -> str:
-    """The error text of a mask whose size differs from its image (names both files and says
-    what to do: ``fix``, by default the config keys; the tools name their flags). When the
-    aspect ratios differ no resizing option can help, and the text says so instead."""
-    if not aspect_ratios_agree(image_shape, mask_shape):
-        (hi, wi), (hm, wm) = image_shape[:2], mask_shape[:2]
-        fix = (
-            f"their aspect ratios differ ({wi / hi:.3f} and {wm / hm:.3f}), so the mask cannot be "
-            "resized to the image (resizing keeps the aspect ratio only): correct or remove the "
-            "mask"
-            + (
-                ", or skip such frames with DATALOADER.SKIP_BAD_SAMPLES True"
-                if fix == CONFIG_SIZE_FIX
-                else ""
-            )
-        )
-    return (
-        f"mask '{mask_file}' is {mask_shape[1]}x{mask_shape[0]} but its image '{image_file}' is "
-        f"{image_shape[1]}x{image_shape[0]} (dataset '{dataset_name}'); {fix}"
-    )
-
-
 # The mask threshold of the instance sets derived from masks when a loader is given none: the
 # config's INPUT.IR.MASK_THRESHOLD, set by ir_d2's tools (set_instance_mask_threshold) so that one
 # threshold holds for the mappers, the evaluator and these loaders.
@@ -192,26 +154,20 @@ def set_instance_mask_threshold(threshold: float) -> None:
 
 
 def load_irstd_instances(
-    image_dir: str,
-    mask_dir: str,
-    split_file: Optional[str],
-    *,
-    mask_suffix: str = "",
-    dataset_name: Optional[str] = None,
-    threshold: Optional[float] = None,
+    image_dir: str, mask_dir: str, split_file: Optional[str], *, threshold=None, **kwargs
 ) -> List[Dict]:
     """
-    Instance records of one split: the semantic records with ``sem_seg_file_name`` replaced by
-    ``annotations`` (one per 8-connected component, class 0 "target"), ``image_id`` an int (its
-    position in the split list, for COCO evaluation) and ``file_stem`` the name. A mask pixel is
-    a target when ``> threshold``; None: the config's ``INPUT.IR.MASK_THRESHOLD`` as ir_d2's tools
-    set it (:func:`set_instance_mask_threshold`; 127 by default).
+    Instance records of one split: the records of :func:`load_irstd_semantic` (the same
+    arguments; ``kwargs``: its ``mask_suffix`` and ``dataset_name``) with ``sem_seg_file_name``
+    replaced by ``annotations`` (one per 8-connected component, class 0 "target"), ``image_id`` an
+    int (its position in the split list, for COCO evaluation) and ``file_stem`` the name. A mask
+    pixel is a target when ``> threshold``; None: the config's ``INPUT.IR.MASK_THRESHOLD`` as
+    ir_d2's tools set it (:func:`set_instance_mask_threshold`; 127 by default).
     """
     if threshold is None:
         threshold = _INSTANCE_MASK_THRESHOLD
-    records = load_irstd_semantic(
-        image_dir, mask_dir, split_file, mask_suffix=mask_suffix, dataset_name=dataset_name
-    )
+    dataset_name = kwargs.get("dataset_name")
+    records = load_irstd_semantic(image_dir, mask_dir, split_file, **kwargs)
     for index, record in enumerate(records):
         mask_file = record.pop("sem_seg_file_name")
         record.update(image_id=index, file_stem=record["image_id"], annotations=[])
@@ -222,14 +178,22 @@ def load_irstd_instances(
             continue
         if "height" in record and mask.shape != (record["height"], record["width"]):
             image_shape = (record["height"], record["width"])
-            record["ir_error"] = size_mismatch_message(
+            message = size_mismatch_message(
                 record["file_name"], image_shape, mask_file, mask.shape, dataset_name
             )
-            record["ir_error_kind"] = "size"
-            if not aspect_ratios_agree(image_shape, mask.shape):
-                record["ir_error_kind"] = "error"  # cannot be resized: always an error
+            try:  # resized here for its instances; the mappers refuse the frame unless configured
+                mask = fit_mask_to_image(
+                    mask,
+                    image_shape,
+                    resize=True,
+                    image_file=record["file_name"],
+                    mask_file=mask_file,
+                    dataset_name=dataset_name,
+                )
+            except IRDataError:  # the aspect ratios differ: no option can resize it
+                record.update(ir_error=message, ir_error_kind="error")
                 continue
-            mask = cv2.resize(mask, image_shape[::-1], interpolation=cv2.INTER_NEAREST)
+            record.update(ir_error=message, ir_error_kind="size")
         for anno in mask_to_coco_annotations(mask):
             anno.update(bbox_mode=BoxMode.XYWH_ABS, category_id=0)
             record["annotations"].append(anno)

@@ -66,7 +66,8 @@ class BNSABlock(nn.Module):
       c -> C (norm) after eq. 2; the layout of ir_d2 0.1. +3.61 M at res3 + res4.
 
     Neither reading gives the +9.5 M the paper's parameter counts imply (53.865 M vs 44.343 M);
-    README's BNSA deviation row lists the readings and their measured counts.
+    the deviation table of projects/BNSA-MaskRCNN/README.md lists the readings and their measured
+    counts.
 
     With ``residual=True`` (ours) the block returns ``x + scale * BNSA(x)`` with a learned scalar
     ``scale`` that starts at zero (as ReZero, Bachlechner et al. 2020), so the block is the identity

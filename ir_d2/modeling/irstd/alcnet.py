@@ -10,8 +10,8 @@ scales.
 Structure, layer for layer and bias for bias, from the authors' MXNet code
 (github.com/YimianDai/open-alcnet: ``model/contrast.py`` ``MPCMResNetFPN`` with
 ``pyramid_mode='Dec'``, ``pyramid_fuse='bottomuplocal'``, ``cal_pcm`` / ``circ_shift``,
-``BottomUpLocal_FPNFuse``; ``train_alcnet.py``). The backbone, the head and the point-wise
-attention are ACM's (:mod:`.acm`).
+``BottomUpLocal_FPNFuse``; ``train_alcnet.py``). The backbone and the head are ACM's
+(:mod:`.acm_backbone`), and so is the point-wise attention (:mod:`.acm_fusion`).
 """
 
 from typing import List, Optional, Sequence
@@ -21,15 +21,8 @@ from torch import nn
 
 from ir_d2.layers.norm import NormSpec
 
-from .acm import (
-    FCNHead,
-    PointwiseChannelAttention,
-    ResidualEncoder,
-    acm_blocks,
-    acm_conv_norm,
-    acm_widths,
-    norm_layer,
-)
+from .acm_backbone import FCNHead, acm_conv_norm, acm_encoder, norm_layer
+from .acm_fusion import PointwiseChannelAttention
 from .build import IRSTD_NET_REGISTRY, staged_net_args
 from .unet import IRSTDNetInitMixin, upsample_to
 
@@ -105,7 +98,7 @@ class BottomUpLocalModulation(nn.Module):
 @IRSTD_NET_REGISTRY.register()
 class ALCNet(IRSTDNetInitMixin, nn.Module):
     """
-    ALCNet (Dai et al., TGRS 2021): ACM's :class:`~.acm.ResidualEncoder` with the one-conv
+    ALCNet (Dai et al., TGRS 2021): ACM's :class:`~.acm_backbone.ResidualEncoder` with the one-conv
     full-resolution stem (stages at 1, 1/2, 1/4 of the input: C1, C2, C3, widths c1, c2, c3), then
 
     - ``P3 = proj3(MLC(C3))``, ``P2 = proj2(MLC(C2))``, ``P1 = MLC(C1)``:
@@ -114,7 +107,7 @@ class ALCNet(IRSTDNetInitMixin, nn.Module):
     - ``F2 = BLAM2(resize(P3), P2)``, ``F1 = BLAM1(resize(F2), P1)``
       (:class:`BottomUpLocalModulation`; each resize bilinear to the exact size of the feature
       it meets);
-    - an :class:`~.acm.FCNHead` on F1, resized to the input's size (a no-op: F1 is at full
+    - an :class:`~.acm_backbone.FCNHead` on F1, resized to the input's size (a no-op: F1 is at full
       resolution).
 
     With the defaults (widths 8, 16, 32, 64; 4 blocks per stage: the authors' ``--blocks`` default
@@ -146,13 +139,8 @@ class ALCNet(IRSTDNetInitMixin, nn.Module):
             raise ValueError(
                 f"MODEL.IRSTD.ACM.ALC_SHIFTS must list cyclic shifts >= 1, got {list(shifts)}."
             )
-        c = acm_widths(channels)
-        b = acm_blocks(blocks, 4)
-        self.set_in_channels(in_channels)
-        self.channels = c
-        self.blocks = b
         self.shifts = shifts
-        self.encoder = ResidualEncoder(in_channels, c, b, downsample=False, norm=norm)
+        c = acm_encoder(self, in_channels, channels, blocks, 4, downsample=False, norm=norm)
         self.proj3 = nn.Sequential(*acm_conv_norm(c[3], c[1], 1, norm), nn.ReLU(inplace=True))
         self.proj2 = nn.Sequential(*acm_conv_norm(c[2], c[1], 1, norm), nn.ReLU(inplace=True))
         self.fuse2 = BottomUpLocalModulation(c[1], norm=norm)

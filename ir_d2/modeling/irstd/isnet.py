@@ -14,9 +14,12 @@ ISNet: ``model/ISNet.py``, ``model/DCNv2/TTOA.py``, ``model/my_functionals/Gated
 (``model/ISNet/model_ISNet.py``) is the same net with a 1-channel input and a DCNv1 (no
 modulation) in the TOAA block. The paper's text was not at hand here: the sections are named by
 title, and the equations by what they compute, not by number.
+
+The TOAA block's deformable convolution is in :mod:`.deform_conv`, the shape branch's blocks in
+:mod:`.isnet_edge`, and the encoder's residual stages and the head are ACM's
+(:mod:`.acm_backbone`).
 """
 
-import math
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -25,52 +28,20 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ir_d2.layers.edge_loss import gradient_magnitude
-from ir_d2.layers.norm import NormSpec, get_norm
+from ir_d2.layers.norm import NormSpec
 
-from .acm import FCNHead, acm_blocks, acm_widths, residual_stage
+from .acm_backbone import FCNHead, acm_blocks, acm_conv_norm, acm_widths, norm_layer, residual_stage
 from .build import IRSTD_NET_REGISTRY, staged_net_args
+from .deform_conv import DEFORM_IMPLS, ModulatedDeformConv2d
+from .isnet_edge import GatedSpatialConv, TFDBlock, TFDResidual
 from .unet import IRSTDNetInitMixin
 
-__all__ = [
-    "DEFORM_IMPLS",
-    "GatedSpatialConv",
-    "ISNet",
-    "ISNetStem",
-    "ModulatedDeformConv2d",
-    "TFDBlock",
-    "TFDResidual",
-    "TOAABlock",
-    "authors_unused_modules",
-    "modulated_deform_conv2d_sampling",
-]
+__all__ = ["ISNet", "ISNetStem", "TOAABlock", "authors_unused_modules"]
 
 #: Widths (stem, stage 1, stage 2, stage 3) of the authors' code (``train_ISNet.py``).
 ISNET_WIDTHS = (8, 16, 32, 64)
 #: Residual blocks per stage (``--blocks-per-layer`` 4).
 ISNET_BLOCKS = 4
-#: How :class:`ModulatedDeformConv2d` computes: "torchvision" (``torchvision.ops.
-#: deform_conv2d``), "sampling" (:func:`modulated_deform_conv2d_sampling`, exportable) or "auto"
-#: (torchvision, and sampling while exporting or tracing).
-DEFORM_IMPLS = ("auto", "torchvision", "sampling")
-
-
-def _norm(norm: NormSpec, channels: int) -> nn.Module:
-    layer = get_norm(norm, channels)
-    return nn.Identity() if layer is None else layer
-
-
-def _conv_norm(cin: int, cout: int, k: int, norm: NormSpec, stride: int = 1) -> List[nn.Module]:
-    """A k x k conv without bias ("same" padding) and the norm: the code's conv-BN pairs."""
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), _norm(norm, cout)]
-
-
-def _is_exporting() -> bool:
-    return (
-        torch.compiler.is_exporting()
-        or torch.onnx.is_in_onnx_export()
-        or torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-    )
 
 
 class ISNetStem(nn.Sequential):
@@ -88,112 +59,15 @@ class ISNetStem(nn.Sequential):
 
     def __init__(self, in_channels: int, c0: int, c1: int, norm: NormSpec = "BN"):
         super().__init__(
-            _norm(norm, in_channels),
-            *_conv_norm(in_channels, c0, 3, norm, stride=2),
+            norm_layer(norm, in_channels),
+            *acm_conv_norm(in_channels, c0, 3, norm, stride=2),
             nn.ReLU(inplace=True),
-            *_conv_norm(c0, c0, 3, norm),
+            *acm_conv_norm(c0, c0, 3, norm),
             nn.ReLU(inplace=True),
-            *_conv_norm(c0, c1, 3, norm),
+            *acm_conv_norm(c0, c1, 3, norm),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
-
-
-def modulated_deform_conv2d_sampling(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    mask: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    padding: Sequence[int],
-) -> torch.Tensor:
-    """
-    Modulated deformable convolution (DCNv2; Zhu et al., "Deformable ConvNets v2", CVPR 2019,
-    eq. 3) of stride 1, dilation 1, one group and one offset group, in plain torch ops (bilinear
-    ``grid_sample`` and a 1x1 convolution), so that it exports to ONNX opset 18, which has no
-    ``DeformConv``::
-
-        y(p) = b + sum_k w_k * m_k(p) * x(p + p_k + dp_k(p))
-
-    ``x(.)`` is bilinear with zeros outside the frame, as ``torchvision.ops.deform_conv2d``
-    (same values up to float rounding). ``offset``: (N, 2K, H', W'), (dy, dx) per tap, taps in
-    row-major order; ``mask``: (N, K, H', W') (after its sigmoid); ``weight``: (O, C, kh, kw).
-    """
-    h, w = x.shape[-2:]
-    kh, kw = (int(k) for k in weight.shape[-2:])  # python ints under jit tracing too
-    ph, pw = padding
-    h_out, w_out = offset.shape[-2:]
-    rows = torch.arange(h_out, device=x.device, dtype=x.dtype).view(1, -1, 1)
-    cols = torch.arange(w_out, device=x.device, dtype=x.dtype).view(1, 1, -1)
-    taps = []
-    for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        py = rows + (i - ph) + offset[:, 2 * k]
-        px = cols + (j - pw) + offset[:, 2 * k + 1]
-        # pixel index -> grid_sample's [-1, 1] with align_corners=False: (2 i + 1) / size - 1
-        grid = torch.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], dim=-1)
-        sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        taps.append(sampled * mask[:, k : k + 1])
-    # one 1x1 conv over the taps stacked tap-major: (N, K C, H', W') by (O, K C)
-    w_taps = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1, 1, 1)
-    return F.conv2d(torch.cat(taps, dim=1), w_taps, bias)
-
-
-class ModulatedDeformConv2d(nn.Module):
-    """
-    The deformable convolution of ISNet's TOAA block: a modulated deformable conv (DCNv2, Zhu et
-    al. 2019, eq. 3) whose offsets and modulation come from the input itself (the code's
-    ``DCN`` from ``dcn_v2``)::
-
-        [dy, dx, m] = conv_offset_mask(x)        # same kernel and padding, with bias, zero init
-        y = deform_conv(x, (dy, dx), sigmoid(m); weight, bias)
-
-    ``weight`` starts uniform in +-1/sqrt(C kh kw), ``bias`` at 0 (the code's ``DCNv2``). The
-    offset channels are taken as the first 2K of the offset conv's output and the modulation as
-    the last K (the code's chunk-and-concatenate gives that order).
-
-    ``impl`` (``MODEL.IRSTD.ISNET.DEFORM_IMPL``): "torchvision" (``torchvision.ops.
-    deform_conv2d``, CPU and CUDA kernels), "sampling" (:func:`modulated_deform_conv2d_sampling`)
-    or "auto": torchvision, except while exporting or tracing (ONNX, TorchScript, fvcore), where
-    the sampling form gives an ONNX opset-18 graph and a TorchScript file without torchvision's
-    ops. Both give the same output.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, impl: str = "auto"):
-        super().__init__()
-        if impl not in DEFORM_IMPLS:
-            raise ValueError(
-                f"MODEL.IRSTD.ISNET.DEFORM_IMPL must be one of {DEFORM_IMPLS}, got {impl!r}."
-            )
-        kh, kw = kernel_size
-        self.kernel_size = (kh, kw)
-        self.padding = (kh // 2, kw // 2)
-        self.impl = impl
-        bound = 1.0 / math.sqrt(in_channels * kh * kw)
-        self.weight = nn.Parameter(
-            torch.empty(out_channels, in_channels, kh, kw).uniform_(-bound, bound)
-        )
-        self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.conv_offset_mask = nn.Conv2d(
-            in_channels, 3 * kh * kw, (kh, kw), padding=self.padding, bias=True
-        )
-        nn.init.zeros_(self.conv_offset_mask.weight)
-        nn.init.zeros_(self.conv_offset_mask.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        om = self.conv_offset_mask(x)
-        taps = self.kernel_size[0] * self.kernel_size[1]
-        offset, mask = om[:, : 2 * taps], torch.sigmoid(om[:, 2 * taps :])
-        if self.impl == "sampling" or (self.impl == "auto" and _is_exporting()):
-            return modulated_deform_conv2d_sampling(
-                x, offset, mask, self.weight, self.bias, self.padding
-            )
-        from torchvision.ops import deform_conv2d
-
-        return deform_conv2d(x, offset, self.weight, self.bias, padding=self.padding, mask=mask)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, padding={self.padding}, impl={self.impl!r}"
 
 
 class TOAABlock(nn.Module):
@@ -227,88 +101,6 @@ class TOAABlock(nn.Module):
         return row + col
 
 
-class GatedSpatialConv(nn.Module):
-    """
-    The gated convolution of the TFD-inspired edge block (sec. 3; the code's
-    ``GatedSpatialConv2d``, from Gated-SCNN, Takikawa et al., ICCV 2019, eq. 1)::
-
-        alpha = sigmoid(norm(conv1x1(ReLU(conv1x1(norm([u; s]))))))   # (N, 1, H, W)
-        out   = W * (u * (1 + alpha))                                   # W: 1x1, no bias
-
-    ``u``: (N, C, H, W) edge-stream feature, ``s``: (N, 1, H, W) gating map (a side output's
-    logits). The gate's two 1x1 convs (C+1 -> C+1 -> 1) have biases; ``W`` is a plain weight
-    (not an ``nn.Conv2d``: the code's ``_ConvNd``) with Xavier-normal initialisation.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, norm: NormSpec = "BN"):
-        super().__init__()
-        c = in_channels + 1
-        self.gate = nn.Sequential(
-            _norm(norm, c),
-            nn.Conv2d(c, c, 1),
-            nn.ReLU(),
-            nn.Conv2d(c, 1, 1),
-            _norm(norm, 1),
-            nn.Sigmoid(),
-        )
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 1, 1))
-        nn.init.xavier_normal_(self.weight)
-
-    def forward(self, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        alpha = self.gate(torch.cat([u, s], dim=1))
-        return F.conv2d(u * (alpha + 1), self.weight)
-
-
-class TFDResidual(nn.Module):
-    """
-    The residual unit of the TFD-inspired edge block (the code's ``BasicBlock1``)::
-
-        du  = norm(conv3x3(ReLU(norm(conv3x3(u)))))      # convs without bias
-        returns (ReLU(u + du), ReLU(du))
-
-    i.e. the next state and the (rectified) difference, the two quantities the TFD relation
-    combines.
-    """
-
-    def __init__(self, channels: int, norm: NormSpec = "BN"):
-        super().__init__()
-        self.body = nn.Sequential(
-            *_conv_norm(channels, channels, 3, norm),
-            nn.ReLU(inplace=True),
-            *_conv_norm(channels, channels, 3, norm),
-        )
-
-    def forward(self, u: torch.Tensor):
-        du = self.body(u)
-        return torch.relu(u + du), torch.relu(du)
-
-
-class TFDBlock(nn.Module):
-    """
-    The Taylor-finite-difference-inspired edge block (sec. 3, TFD-inspired edge block; the code's
-    ``TFD``): two residual units and a gated conv, combined as the code's finite-difference
-    relation::
-
-        u1, du0 = R1(u0)
-        _,  u2  = R2(u1)                  # u2: the second unit's rectified difference
-        u3 = 3 * du0 + u2 + G(u2, s)
-
-    ``R1``, ``R2``: :class:`TFDResidual`; ``G``: :class:`GatedSpatialConv` gated by the side map
-    ``s`` (N, 1, H, W). Width ``channels`` in and out.
-    """
-
-    def __init__(self, channels: int, norm: NormSpec = "BN"):
-        super().__init__()
-        self.res1 = TFDResidual(channels, norm)
-        self.res2 = TFDResidual(channels, norm)
-        self.gate = GatedSpatialConv(channels, channels, norm)
-
-    def forward(self, u0: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        u1, du0 = self.res1(u0)
-        _, u2 = self.res2(u1)
-        return 3 * du0 + u2 + self.gate(u2, s)
-
-
 class _ShuffleAttentionParams(nn.Module):
     """The parameters of the code's ``sa_layer`` (shuffle attention, Zhang & Yang, ICASSP 2021)
     for ``channels`` and ``groups``: 4 vectors of ``channels // (2 groups)`` and their
@@ -335,7 +127,7 @@ def authors_unused_modules(c1: int, norm: NormSpec = "BN") -> nn.ModuleDict:
     SGEM's Table 1 (:class:`ISNet`, ``unused_modules``); they take no part in the output.
     """
     head2 = nn.Sequential(
-        *_conv_norm(c1, c1 // 4, 3, norm), nn.ReLU(inplace=True), nn.Dropout(0.1),
+        *acm_conv_norm(c1, c1 // 4, 3, norm), nn.ReLU(inplace=True), nn.Dropout(0.1),
         nn.Conv2d(c1 // 4, 3, 1),
     )  # fmt: skip
     return nn.ModuleDict(

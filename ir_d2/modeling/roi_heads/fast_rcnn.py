@@ -7,7 +7,7 @@ from detectron2.config import configurable
 from detectron2.layers import nonzero_tuple
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
-from ir_d2.layers.losses import IOU_LOSS_TYPES, iou_box_loss
+from ir_d2.layers.box_losses import IOU_LOSS_TYPES, iou_box_loss
 
 __all__ = ["IRFastRCNNOutputLayers", "D2_BOX_LOSS_TYPES"]
 
