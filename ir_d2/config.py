@@ -10,7 +10,7 @@ The keys are grouped by the part of the package that reads them, one function pe
 
 ``get_ir_cfg()`` is detectron2's ``get_cfg()`` with these keys, whose config files may also name
 model-zoo configs as ``_BASE_: "ir_d2://IRSTD/Base-IRSTD.yaml"`` (resolved by
-:mod:`ir_d2.utils.file_io`).
+:mod:`ir_d2.utils.config_paths`).
 """
 
 import os
@@ -18,7 +18,7 @@ import os
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-from ir_d2.utils.file_io import CONFIG_PREFIX, PathManager
+from ir_d2.utils.config_paths import CONFIG_PREFIX
 
 __all__ = ["add_ir_config", "get_ir_cfg", "IRCfgNode"]
 
@@ -34,7 +34,7 @@ class IRCfgNode(CN):
         filename = os.fspath(filename)
         if CONFIG_PREFIX in filename:
             filename = filename[filename.index(CONFIG_PREFIX) :]
-        return PathManager.open(filename, "r")
+        return super()._open_cfg(filename)
 
 
 def get_ir_cfg() -> IRCfgNode:

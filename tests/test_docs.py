@@ -1,8 +1,11 @@
 """
 The documentation a newcomer reads: a short README (its test command, a Citing section with
-BibTeX), the Apache-2.0 LICENSE, and relative links of the README and the docs that resolve.
+BibTeX), the Apache-2.0 LICENSE, relative links of the README and the docs that resolve, and the
+``ir_d2.`` names and tool options they mention, which must exist.
 """
 
+import importlib
+import importlib.util
 import re
 import unicodedata
 from pathlib import Path
@@ -103,3 +106,71 @@ def test_every_relative_link_points_at_an_existing_file(path):
         assert resolved.is_relative_to(REPO_ROOT), f"{path.name}: {target}"
         if anchor and resolved.suffix == ".md":
             assert anchor in _anchors(resolved), f"{path.name}: {target}"
+
+
+def _resolve(dotted: str):
+    """The object ``ir_d2.a.b.C`` names: the longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attribute in parts[i:]:
+            obj = getattr(obj, attribute)
+        return obj
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize("path", LINKED, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_ir_d2_name_the_docs_mention_exists(path):
+    for name in sorted(set(re.findall(r"\bir_d2(?:\.[A-Za-z_]\w*)+", path.read_text()))):
+        try:
+            _resolve(name)
+        except (ImportError, AttributeError) as e:
+            pytest.fail(f"{path.name}: {name} does not exist ({e})")
+
+
+def _commands(text: str):
+    """The command lines of the fenced blocks (continuations joined) and of inline code."""
+    for block in re.findall(r"^```(?:bash|sh)?\n(.*?)^```", text, flags=re.S | re.M):
+        yield from re.sub(r"\\\n\s*", " ", block).splitlines()
+    yield from re.findall(r"`([^`]*python3? [^`]*)`", _unfenced(text).replace("\n", " "))
+
+
+def _tool_options(module: str) -> set:
+    """Every option string the tool's source declares (and detectron2's, for train_net)."""
+    source = Path(importlib.util.find_spec(module).origin).read_text()
+    options = set(re.findall(r"""["'](--[a-z0-9][a-z0-9-]*)["']""", source)) | {"--help"}
+    if "add_opts_arguments" in source:
+        options.add("--opts")
+    if "default_argument_parser" in source:
+        from detectron2.engine import default_argument_parser
+
+        options |= set(default_argument_parser()._option_string_actions)
+    return options
+
+
+SCRIPTS = {"projects/demo.py": "ir_d2.tools.demo", "projects/train_net.py": "ir_d2.tools.train_net"}
+CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+@pytest.mark.parametrize("path", LINKED, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_the_ir_d2_commands_the_docs_show_take_the_options_they_show(path):
+    """Each option of a ``python -m ir_d2.tools.X`` / ``projects/*.py`` command exists, and comes
+    before the trailing ``KEY VALUE`` overrides (which take the rest of the line), except in the
+    demo, which takes the pairs anywhere."""
+    for command in _commands(path.read_text()):
+        words = command.split("#")[0].split()
+        module = next((w for w in words if w.startswith("ir_d2.tools.")), None)
+        module = module or next((SCRIPTS[w] for w in words if w in SCRIPTS), None)
+        if module is None:
+            continue
+        options = _tool_options(module)
+        for word in re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", " ".join(words)):
+            assert word in options, f"{path.name}: {module} has no {word}: {command.strip()}"
+        if module != "ir_d2.tools.demo":
+            pairs = [i for i, w in enumerate(words) if CONFIG_KEY.match(w)]
+            late = [w for w in words[pairs[0] :] if w.startswith("--")] if pairs else []
+            first = late[0] if late else "--opts"
+            assert first == "--opts", f"{path.name}: {first} after KEY VALUE pairs: {command}"

@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from ir_d2.utils.fileio import OutputFolder, OutputRefusedError
+from ir_d2.utils import fileio
+from ir_d2.utils.fileio import STAMP, OutputFolder, OutputRefusedError
 
 TOOL = "tests.tool"
 
@@ -27,8 +28,13 @@ def _folder(path, **kwargs):
     return OutputFolder(path, TOOL, manifest="tool.json", who="the tool", **kwargs)
 
 
-def _manifest(path):
-    return json.loads((path / "tool.json").read_text())
+def _manifest(path, stamps=False):
+    """The manifest in ``path``; without ``stamps``, its records without the ``"written"`` key."""
+    manifest = json.loads((path / "tool.json").read_text())
+    if not stamps:
+        for record in manifest["files"].values():
+            record.pop(STAMP)
+    return manifest
 
 
 def test_a_file_is_recorded_only_once_complete_and_the_run_marked_complete_last(tmp_path):
@@ -154,6 +160,8 @@ def test_a_staged_folder_replaces_only_a_folder_entirely_the_tools(tmp_path):
         (tmp / "images" / "a.png").write_bytes(b"a")
         assert not out.exists()  # only under the temporary name while it is filled
     assert _manifest(out) == {"tool": TOOL, "complete": True, "files": {"images/a.png": {}}}
+    digest = hashlib.sha256(b"a").hexdigest()  # a set's record does not depend on when it was made
+    assert _manifest(out, stamps=True)["files"]["images/a.png"] == {STAMP: [1, f"sha256:{digest}"]}
     first = _snapshot(out)
     with pytest.raises(OutputRefusedError, match="not empty; choose a new folder, or pass --over"):
         _folder(out, exclusive=True).check_replace()
@@ -195,3 +203,77 @@ def test_inputs_are_never_outputs(tmp_path):
         _folder(tmp_path).check_inputs([data / "a.png"], outputs=["hard.png"])
     _folder(tmp_path / "out").check_inputs([data, data / "a.png"], outputs=["a.png"])
     _folder(tmp_path).check_inputs([data / "a.png"], outputs=["b.png"])
+
+
+def test_a_listed_file_the_user_replaced_or_edited_is_no_longer_the_tools(tmp_path):
+    folder = _folder(tmp_path)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        with folder.write(name) as f:
+            f.write("tool")
+    assert _manifest(tmp_path, stamps=True)["files"]["a.txt"][STAMP][0] == 4
+    (tmp_path / "a.txt").write_text("the user's notes")  # replaced: another size
+    os.utime(tmp_path / "b.txt", ns=(1, 1))  # same size, edited in place (another time)
+    (tmp_path / "c.txt").unlink()
+    (tmp_path / "c.txt").symlink_to(tmp_path / "b.txt")  # a link of the user's
+    before = _snapshot(tmp_path)
+    again = _folder(tmp_path, overwrite=True)
+    assert again.changed == ["a.txt", "b.txt", "c.txt"] and "a.txt" not in again.files
+    for name in again.changed:
+        with pytest.raises(OutputRefusedError, match=f"{name} was changed after the tool wrote it"):
+            again.check([name])
+    assert _snapshot(tmp_path) == before
+    # a staged folder replaces a set only as the tool left it
+    out = tmp_path / "set"
+    with _folder(out, exclusive=True).staged() as tmp:
+        (tmp / "m.png").write_bytes(b"mask")
+    (out / "m.png").write_bytes(b"MASK")  # edited in place, same size
+    before = _snapshot(out)
+    with pytest.raises(OutputRefusedError, match="holds \\['m.png'\\]"):
+        with _folder(out, exclusive=True, overwrite=True).staged() as tmp:
+            (tmp / "n.png").write_bytes(b"n")
+    assert _snapshot(out) == before
+
+
+def test_names_that_leave_the_folder_are_never_the_tools(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "precious.txt").write_text("user")
+    files = {"../precious.txt": {}, str(tmp_path / "precious.txt"): {}, "": {}, "ok.txt": {}}
+    (out / "ok.txt").write_text("tool")
+    (out / "tool.json").write_text(json.dumps({"tool": TOOL, "files": files}))
+    assert set(_folder(out).files) == {"ok.txt", "tool.json"}
+
+
+def test_a_staged_folder_named_by_a_link_replaces_the_folder_and_keeps_the_link(tmp_path):
+    real = tmp_path / "real"
+    with _folder(real, exclusive=True).staged() as tmp:
+        (tmp / "a.png").write_bytes(b"a")
+    (tmp_path / "link").symlink_to(real)
+    with _folder(tmp_path / "link", exclusive=True, overwrite=True).staged() as tmp:
+        (tmp / "b.png").write_bytes(b"b")
+    assert (tmp_path / "link").is_symlink() and sorted(p.name for p in real.iterdir()) == [
+        "b.png",
+        "tool.json",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_an_earlier_complete_run_stops_looking_complete_before_a_file_is_replaced(
+    tmp_path, monkeypatch
+):
+    folder = _folder(tmp_path)
+    with folder.write("a.txt") as f:
+        f.write("1")
+    folder.finish()
+    replace = os.replace
+
+    def killed_at_the_rename(src, dst):
+        if os.path.basename(dst) == "a.txt":
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", killed_at_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        with _folder(tmp_path, overwrite=True).write("a.txt") as f:
+            f.write("2")
+    assert _manifest(tmp_path)["complete"] is False and (tmp_path / "a.txt").read_text() == "1"

@@ -20,7 +20,7 @@ from conftest import CONFIGS, REPO_ROOT
 from ir_d2.data.ir_datasets.synthetic import make_synthetic_frame
 from ir_d2.tools import demo, synthesize_sirst5k
 from ir_d2.utils.cli import CommandLineError
-from ir_d2.utils.fileio import STAGING_MARKER, atomic_write, clean_stale_staging, staged_dir
+from ir_d2.utils.staging import STAGING_MARKER, atomic_write, clean_stale_staging, staged_dir
 
 IRSTD_CFG = str(CONFIGS / "quick_schedules" / "irstd_unet_sirst_instant_test.yaml")
 
@@ -293,6 +293,14 @@ def test_the_other_tools_recognise_what_their_older_versions_wrote(tmp_path):
         "ir_d2_export.json",
         "model.onnx",
     }
+    # a record that names its model file: the other format's file there is not the tool's
+    (export / "ir_d2_export.json").write_text(
+        '{"tool": "ir_d2.tools.export_model", "format": "onnx", "file": "model.onnx"}'
+    )
+    (export / "model.ts").write_bytes(b"the user's own TorchScript")
+    with pytest.raises(OutputRefusedError, match="model.ts exists and was not written by"):
+        export_model.output_folder(export, "model.ts", overwrite=True)
+    assert (export / "model.ts").read_bytes() == b"the user's own TorchScript"
 
 
 def test_synthesis_killed_with_sigkill_leaves_a_folder_the_next_run_removes(

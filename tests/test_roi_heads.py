@@ -207,14 +207,16 @@ MASK_RCNN_LOSS_SHA256 = "37a732140756ef0c3f9aa4804140b9f0404bad98f768dc21192b624
 
 @pytest.mark.parametrize("num_classes,polygons", [(4, False), (1, False), (4, True)])
 def test_mask_targets_are_detectron2s(monkeypatch, num_classes, polygons):
-    """``_mask_rcnn_targets`` is detectron2's ``mask_rcnn_loss`` but for its BCE: the logits and
-    targets that the pinned function hands to its BCE, its scalars and its images are ours, bit
-    for bit (class-specific and agnostic logits, bitmap and polygon masks, an image without
-    ROIs, no ROI at all); and its source is the one ours was written from."""
+    """``_mask_rcnn_targets`` runs detectron2's ``mask_rcnn_loss`` with its BCE captured: the
+    logits and targets that the pinned function hands to its BCE, its scalars and its images are
+    ours, bit for bit (class-specific and agnostic logits, bitmap and polygon masks, an image
+    without ROIs, no ROI at all); and its source is the one ours was written against."""
     source = inspect.getsource(d2_mask_head.mask_rcnn_loss)
+    line = "mask_loss = F.binary_cross_entropy_with_logits(pred_mask_logits, gt_masks, "
+    assert line in source and source.count("F.") == 1  # the one call _mask_rcnn_targets swaps
     assert hashlib.sha256(source.encode()).hexdigest() == MASK_RCNN_LOSS_SHA256, (
-        "detectron2's mask_rcnn_loss changed: bring ir_d2.modeling.roi_heads.mask_head."
-        "_mask_rcnn_targets in line with it, then update MASK_RCNN_LOSS_SHA256"
+        "detectron2's mask_rcnn_loss changed: check that ir_d2.modeling.roi_heads.mask_head."
+        "_mask_rcnn_targets still captures what it hands its BCE, then update MASK_RCNN_LOSS_SHA256"
     )
     handed = []
 

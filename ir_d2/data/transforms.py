@@ -93,3 +93,4 @@ class IRRandomGaussianBlur(T.RandomApply):
                 "probability in [0, 1] and 0 <= low <= high"
             )
         super().__init__(IRGaussianBlur(min_sigma, max_sigma), prob)
+        self.min_sigma, self.max_sigma = min_sigma, max_sigma  # named by detectron2's __repr__

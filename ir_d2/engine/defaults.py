@@ -14,7 +14,7 @@ from detectron2.utils.logger import setup_logger
 
 from ir_d2.config import get_ir_cfg
 from ir_d2.data.ir_datasets.from_config import register_datasets_from_config
-from ir_d2.utils.file_io import CONFIG_PREFIX, get_config_file
+from ir_d2.utils.config_paths import CONFIG_PREFIX, get_config_file
 
 __all__ = [
     "setup_cfg",

@@ -1,5 +1,7 @@
 """Evaluators and metrics of ir_d2."""
 
+from ir_d2.structures.masks import connected_components, connected_targets
+
 from .coco_evaluation import IRCOCOEvaluator
 from .irstd_evaluation import (
     IRSTDEvaluator,
@@ -7,7 +9,7 @@ from .irstd_evaluation import (
     instances_score_map,
     load_irstd_mask,
 )
-from .irstd_metrics import IRSTDMetrics, connected_components, connected_targets, match_targets
+from .irstd_metrics import IRSTDMetrics, match_targets
 
 __all__ = ["IRCOCOEvaluator", "IRSTDEvaluator", "IRSTDMetrics", "build_irstd_evaluator"]
 __all__ += ["instances_score_map", "load_irstd_mask"]

@@ -14,14 +14,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ir_d2.structures.masks import connected_components, connected_targets
+from ir_d2.structures.masks import connected_components
 
-__all__ = [
-    "IRSTDMetrics",
-    "connected_components",
-    "connected_targets",
-    "match_targets",
-]
+__all__ = ["IRSTDMetrics", "match_targets"]
 
 
 def match_targets(

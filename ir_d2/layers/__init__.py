@@ -1,4 +1,5 @@
-"""Pure-torch layers and losses of ir_d2 (no detectron2 import)."""
+"""Layers and losses of ir_d2, in torch (importing them imports no detectron2; a norm built by
+name comes from detectron2's ``get_norm``, :func:`ir_d2.layers.norm.get_norm`)."""
 
 from .bce import binary_cross_entropy_loss
 from .box_losses import (

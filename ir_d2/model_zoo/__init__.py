@@ -8,13 +8,13 @@ package, so an installed ir_d2 (a wheel or ``pip install .``) finds them without
     cfg = model_zoo.get_config("IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml")
 
 A zoo path may carry the prefix ``ir_d2://`` (resolved by the ``PathHandler`` of
-:mod:`ir_d2.utils.file_io`, as detectron2 resolves ``detectron2://``); so may ``_BASE_`` in a
+:mod:`ir_d2.utils.config_paths`, as detectron2 resolves ``detectron2://``); so may ``_BASE_`` in a
 user's own YAML file loaded by ir_d2's tools (``_BASE_: "ir_d2://IRSTD/Base-IRSTD.yaml"``), and
 ``train_net.py --config-file`` accepts a zoo path wherever a file of that name does not exist.
 """
 
 from ir_d2.engine.defaults import setup_cfg
-from ir_d2.utils.file_io import CONFIG_PREFIX, configs_root, get_config_file, list_configs
+from ir_d2.utils.config_paths import CONFIG_PREFIX, configs_root, get_config_file, list_configs
 
 __all__ = ["CONFIG_PREFIX", "configs_root", "get_config_file", "get_config", "list_configs"]
 

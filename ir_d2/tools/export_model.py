@@ -86,14 +86,16 @@ def get_parser():
 
 def _older_export(out: Path) -> List[str]:
     """An older version's export in ``out`` (its ``ir_d2_export.json`` names this tool but lists
-    no files): that record and both model files are this tool's."""
+    no files): that record and the model file it names (``"file"``; both model files for a record
+    without one). A model file of the other format there may be the user's."""
     try:
         meta = json.loads((out / EXPORT_METADATA).read_text())
     except (OSError, ValueError):
         return []
     if not (isinstance(meta, dict) and meta.get("tool") == TOOL):
         return []
-    return [EXPORT_METADATA, *(f"model{suffix}" for suffix in FORMAT_SUFFIX.values())]
+    models = [f"model{suffix}" for suffix in FORMAT_SUFFIX.values()]
+    return [EXPORT_METADATA, *([meta["file"]] if meta.get("file") in models else models)]
 
 
 def output_folder(out, model_name: str, overwrite: bool = False) -> OutputFolder:

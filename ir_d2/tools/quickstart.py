@@ -89,8 +89,9 @@ def _older_run(out: Path):
 
 def output_folder(out) -> OutputFolder:
     """``out`` as the quickstart's :class:`OutputFolder`: new, empty, or one it wrote (whose own
-    files it replaces: a run resumes); anything else is refused (``OutputRefusedError``)."""
-    return OutputFolder(
+    files it replaces: a run resumes); anything else, and a file of its own that was changed
+    since, is refused (``OutputRefusedError``) before the training, not after it."""
+    folder = OutputFolder(
         out,
         TOOL,
         manifest=MARKER,
@@ -99,6 +100,8 @@ def output_folder(out) -> OutputFolder:
         overwrite=True,
         who="the quickstart",
     )
+    folder.check([*_OUTPUTS, *folder.changed])
+    return folder
 
 
 def plot_roc(results: dict, thresholds, operating: float, path: Path, title: str) -> None:
@@ -184,7 +187,7 @@ def main(argv=None) -> dict:
         opts = ["OUTPUT_DIR", str(out), "DATASETS.TRAIN", f"('{train_set}',)"]
         opts += ["DATASETS.TEST", f"('{test_set}',)", *collect_opts(args)]
         cfg = setup_cfg(args.config_file, opts)
-    folder.claim(config=args.config_file, data=data)  # before the trainer writes into it
+        folder.claim(config=args.config_file, data=data)  # before the trainer writes into it
     logger.info(
         f"main job: {cfg.MODEL.IRSTD.NET} on {train_set} -> {test_set} ({data}), "
         f"{cfg.SOLVER.MAX_ITER} iterations on {cfg.MODEL.DEVICE}, output {out}"

@@ -132,7 +132,8 @@ def add_opts_arguments(parser: argparse.ArgumentParser, positional: bool = True)
 
 
 def collect_opts(args: argparse.Namespace) -> List[str]:
-    """The config overrides of both forms, trailing pairs first."""
+    """The config overrides of both forms, trailing pairs first (ValueError for an odd number:
+    the tool's :func:`one_line_errors` turns it into one line)."""
     opts = list(getattr(args, "opts", None) or [])
     if opts and opts[0] == "--opts":  # "--opts" after a trailing pair
         opts = opts[1:]
@@ -141,7 +142,7 @@ def collect_opts(args: argparse.Namespace) -> List[str]:
         opts = opts[:i] + opts[i + 1 :]
     dash = list(getattr(args, "dash_opts", None) or [])
     if len(opts + dash) % 2:
-        raise CommandLineError(
+        raise ValueError(
             f"config overrides must be KEY VALUE pairs, got an odd number: {opts + dash}"
         )
     return opts + dash

@@ -4,157 +4,39 @@ Writing outputs without ever losing a user's data (pure Python: no detectron2, n
 :class:`OutputFolder` is the one mechanism through which the ir_d2 tools and benchmarks write. A
 file is the tool's when its *manifest* in the folder lists it (``{"tool", <info>, "complete",
 "files": {name: record}}``) or its ``recognise`` function names it (files marked inside, outputs
-of older versions); any other file is *foreign*. Before anything is written, it refuses
+of older versions); any other file is *foreign*. A file the manifest lists is the tool's only as
+the tool left it: each record keeps its size and modification time (``"written"``; for a staged
+folder its size and SHA-256, so the manifest of a set stays the same for the same content), and a
+file a user has since replaced or edited is foreign. Names that leave the folder (absolute, or
+with ``..``) are never the tool's. Before anything is written, it refuses
 (:class:`OutputRefusedError`) to replace a foreign file, or the tool's own without ``overwrite``;
 to write into a folder whose manifest name holds something else, into an ``exclusive`` folder
 that is not empty and not the tool's, or over an input. Each file is written under a temporary
-name, renamed when complete, then recorded in the manifest, written last (``"complete": true``
-at the end of the run); a whole folder (:meth:`OutputFolder.staged`) is filled as a hidden
-sibling ``.<name>.tmp-<pid>`` (:func:`staged_dir`) and renamed when complete. So a half-written
-output never looks complete. Such a sibling left by a run killed with SIGKILL is removed by the
-next run when its process is dead on this host (:func:`clean_stale_staging`). A tool's ``main``
+name, renamed when complete, then recorded in the manifest, written last (``"complete": false``
+from before the run's first file replaces anything, ``true`` at its end); a whole folder
+(:meth:`OutputFolder.staged`) is filled as a hidden sibling ``.<name>.tmp-<pid>``
+(:func:`~.staging.staged_dir`) and renamed when complete. So a half-written output never looks
+complete. Such a sibling left by a run killed with SIGKILL is removed by the next run when its
+process is dead on this host (:func:`~.staging.clean_stale_staging`). A tool's ``main``
 turns a refusal into one line (:func:`ir_d2.utils.cli.one_line_errors`).
 """
 
+import hashlib
 import json
 import logging
 import os
-import shutil
-import socket
-import time
+import stat
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
-__all__ = [
-    "OutputFolder",
-    "OutputRefusedError",
-    "atomic_write",
-    "staged_dir",
-    "clean_stale_staging",
-    "STAGING_MARKER",
-]
+from .staging import STAGING_MARKER, atomic_write, staged_dir
+
+__all__ = ["OutputFolder", "OutputRefusedError", "STAMP"]
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-#: File inside a staging folder that says which tool, process and host are filling it.
-STAGING_MARKER = ".ir_d2_staging.json"
-
-
-@contextmanager
-def atomic_write(path: PathLike, mode: str = "w") -> Iterator:
-    """
-    ``with atomic_write(path) as f:`` writes ``f`` as ``.<name>.tmp-<pid><suffix>`` beside
-    ``path`` and renames it to ``path`` when the block ends without error (removing it on error).
-    The suffix is kept, so writers that pick a format by extension work on the temporary name too:
-    ``with atomic_write(path, mode=None) as tmp_path:`` yields the temporary path itself instead of
-    an open file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        if mode is None:
-            yield tmp
-        else:
-            with open(tmp, mode) as f:
-                yield f
-        if not tmp.exists():
-            raise OSError(f"nothing was written to {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def clean_stale_staging(final: PathLike, tool: str) -> List[Path]:
-    """
-    Remove the staging siblings ``.<name>.tmp-<pid>`` (and ``.<name>.old-<pid>``, a replaced
-    output not yet removed) of ``final`` that ``tool`` left behind in a run that died (its marker
-    names this host and a pid that no longer runs). Staging folders of live runs, of other hosts,
-    or without a readable marker are left alone, and a warning names each. Returns the folders
-    removed.
-    """
-    final = Path(final)
-    removed = []
-    if not final.parent.is_dir():
-        return removed
-    siblings = [*final.parent.glob(f".{final.name}.tmp-*")]
-    siblings += final.parent.glob(f".{final.name}.old-*")
-    for path in sorted(siblings):
-        if not path.is_dir():
-            continue
-        try:
-            marker = json.loads((path / STAGING_MARKER).read_text())
-            pid, host = int(marker["pid"]), marker["host"]
-            owner = marker["tool"]
-        except (OSError, ValueError, KeyError, TypeError):
-            logger.warning(
-                f"{path} looks like the temporary folder of an interrupted run but has no "
-                f"{STAGING_MARKER}: not removed; delete it by hand if no run is using it"
-            )
-            continue
-        if owner != tool or host != socket.gethostname() or _pid_alive(pid):
-            logger.warning(
-                f"{path} is the temporary folder of another run ({owner}, pid {pid} on {host}); "
-                "left alone"
-            )
-            continue
-        shutil.rmtree(path)
-        removed.append(path)
-        logger.info(f"removed {path}, the temporary folder of a run that was killed (pid {pid})")
-    return removed
-
-
-@contextmanager
-def staged_dir(final: PathLike, tool: str, replace: bool = False) -> Iterator[Path]:
-    """
-    ``with staged_dir(out, "my_tool") as tmp:`` fills ``tmp`` (``.<name>.tmp-<pid>`` beside
-    ``out``, created with a :data:`STAGING_MARKER`), then, when the block ends without error,
-    renames it to ``out``. If ``out`` exists it must be an empty folder, or ``replace=True`` (the
-    caller has checked that ``out`` is ``tool``'s own output): the old folder is then moved aside
-    and removed only after the new one is in place. On error the staging folder is removed and
-    ``out`` is unchanged. Stale staging folders of killed runs are cleaned first
-    (:func:`clean_stale_staging`).
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_staging(final, tool)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    if tmp.exists():  # this very process, in an earlier call that was interrupted
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    marker = {"tool": tool, "pid": os.getpid(), "host": socket.gethostname(), "start": time.time()}
-    (tmp / STAGING_MARKER).write_text(json.dumps(marker))
-    try:
-        yield tmp
-        (tmp / STAGING_MARKER).unlink()
-        if final.exists() and not (final.is_dir() and not any(final.iterdir())):
-            if not replace:
-                raise FileExistsError(f"{final} exists and is not empty")
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            final.rename(old)
-            (old / STAGING_MARKER).write_text(json.dumps(marker))  # stale if killed right here
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            if final.exists():
-                final.rmdir()  # empty
-            tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class OutputRefusedError(ValueError):
@@ -163,6 +45,51 @@ class OutputRefusedError(ValueError):
 
 #: keys of a manifest that are not the tool's ``info``
 _MANIFEST_KEYS = ("tool", "complete", "files")
+#: the key of a file's record that says what the tool left there: ``[size, mtime_ns]``, or
+#: ``[size, "sha256:<hex>"]`` for the files of a staged folder
+STAMP = "written"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp(path: Path, content: bool = False) -> list:
+    """What :func:`_unchanged` compares: the size and the modification time (``content``: the
+    SHA-256, which does not depend on when the file was written)."""
+    st = os.lstat(path)
+    return [st.st_size, "sha256:" + _sha256(path) if content else st.st_mtime_ns]
+
+
+def _unchanged(path: Path, stamp, hashes: Optional[dict] = None) -> bool:
+    """Whether ``path`` is still the regular file the tool recorded with ``stamp`` (``hashes``
+    keeps the SHA-256 of files already read, by inode, size and times)."""
+    try:
+        size, mark = stamp
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+        if isinstance(mark, str) and mark.startswith("sha256:"):
+            key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            hashes = {} if hashes is None else hashes
+            if key not in hashes:
+                hashes[key] = _sha256(path)
+            return hashes[key] == mark[len("sha256:") :]
+        return st.st_mtime_ns == mark
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _inside(name) -> bool:
+    """Whether ``name`` (a manifest's or a recogniser's) names a path inside the folder."""
+    if not isinstance(name, str) or not name:
+        return False
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 class OutputFolder:
@@ -188,8 +115,9 @@ class OutputFolder:
         overwrite: the tool's own files may be replaced; foreign files never are.
         who: the tool in messages ("the demo"); flag: the option naming the folder ("--output").
 
-    Attributes: ``files`` (name -> record: the tool's files present in the folder), ``info``
-    (the tool's own keys of its manifest, e.g. its arguments).
+    Attributes: ``files`` (name -> record: the tool's files present in the folder, as it left
+    them), ``changed`` (names the manifest lists whose file was replaced or edited since: foreign),
+    ``info`` (the tool's own keys of its manifest, e.g. its arguments).
     """
 
     def __init__(
@@ -209,7 +137,10 @@ class OutputFolder:
         self.who, self.flag = who or tool, flag
         self.files: Dict[str, dict] = {}
         self.complete, self._stored_info = False, {}
+        self.changed: List[str] = []  # listed in the manifest, but not as the tool left them
         self._written = set()  # names this object wrote (replaced again without ``overwrite``)
+        self._saved = False  # whether this object has written the manifest yet
+        self._hashes: dict = {}  # SHA-256 of the listed files read so far (:func:`_unchanged`)
         self.reload()
         self.info = dict(self._stored_info)
 
@@ -234,7 +165,15 @@ class OutputFolder:
                     f"{manifest} exists and is not {self.who}'s record of its outputs: refusing to "
                     f"write into {self.flag}; choose another folder"
                 )
-        self.files = {n: r for n, r in files.items() if os.path.lexists(self.path / n)}
+        files = {n: r for n, r in files.items() if _inside(n) and os.path.lexists(self.path / n)}
+        self.changed = sorted(
+            n
+            for n, r in files.items()
+            if isinstance(r, dict)
+            and STAMP in r
+            and not _unchanged(self.path / n, r[STAMP], self._hashes)
+        )
+        self.files = {n: r for n, r in files.items() if n not in self.changed}
         if self.exclusive and not self.files and any(self.path.iterdir()):
             raise OutputRefusedError(
                 f"{self.flag} {self.path} is not empty and was not written by {self.who}: choose "
@@ -279,6 +218,11 @@ class OutputFolder:
             target = self.path / name
             if not os.path.lexists(target):
                 continue
+            if name in self.changed:
+                raise OutputRefusedError(
+                    f"{target} was changed after {self.who} wrote it (it is not the file "
+                    f"{self.manifest} records): refusing to replace it; choose another {self.flag}"
+                )
             if name not in self.files:
                 raise OutputRefusedError(
                     f"{target} exists and was not written by {self.who}: refusing to replace it; "
@@ -338,14 +282,16 @@ class OutputFolder:
     def write(self, name: str, mode: Optional[str] = "w", record: Optional[dict] = None):
         """``with folder.write(name) as f:`` (``mode=None``: the temporary path) writes
         ``<folder>/<name>`` atomically (:func:`atomic_write`) after :meth:`check`, then records
-        it in the manifest with ``record``."""
+        it in the manifest with ``record`` and its size and modification time (:data:`STAMP`)."""
         self.check([name])
         target = self.path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(target, mode) as f:
             yield f
+            if not self._saved:  # an earlier run's "complete": true goes before a file is replaced
+                self._save(self.path)
         self._written.add(name)
-        self.files[name] = dict(record or {})
+        self.files[name] = {**(record or {}), STAMP: _stamp(target)}
         self._save(self.path)
 
     def claim(self, **info) -> None:
@@ -365,8 +311,9 @@ class OutputFolder:
     def staged(self) -> Iterator[Path]:
         """
         ``with folder.staged() as tmp:`` fills ``tmp`` (a hidden sibling, :func:`staged_dir`)
-        with the whole folder; when the block ends, the manifest (every file of ``tmp``, the
-        ``info`` set meanwhile, ``"complete": true``) is written into it and it is renamed to the
+        with the whole folder; when the block ends, the manifest (every file of ``tmp`` with its
+        size and SHA-256, the ``info`` set meanwhile, ``"complete": true``) is written into it and
+        it is renamed to the
         folder. An existing non-empty folder is replaced only as :meth:`check_replace` allows,
         checked again just before the rename. On error the folder is unchanged.
         """
@@ -375,11 +322,15 @@ class OutputFolder:
             yield tmp
             if replace:
                 self.check_replace()  # nothing of the user's appeared there meanwhile
+            names = sorted(
+                (Path(root) / n).relative_to(tmp).as_posix()
+                for root, _, files in os.walk(tmp)
+                for n in files
+            )
             self.files = {
-                (Path(root).relative_to(tmp) / n).as_posix(): {}
-                for root, _, names in os.walk(tmp)
+                n: {STAMP: _stamp(tmp / n, content=True)}
                 for n in names
-                if not (root == str(tmp) and n == STAGING_MARKER)
+                if n not in (STAGING_MARKER, self.manifest)
             }
             self.complete = True
             self._save(tmp)
@@ -393,3 +344,4 @@ class OutputFolder:
         with atomic_write(folder / self.manifest) as f:
             json.dump(record, f, indent=1)
         self.files[self.manifest] = {}
+        self._saved = True

@@ -1,4 +1,5 @@
-"""Small-target segmentation nets (pure torch), registered in IRSTD_NET_REGISTRY on import."""
+"""Small-target segmentation nets (torch; norms by name from detectron2's ``get_norm``), registered
+in IRSTD_NET_REGISTRY on import."""
 
 from .acm import ACM
 from .aff import AFFBlock, AFFUNet, ChannelAttention, SpatialAttention

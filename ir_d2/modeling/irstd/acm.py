@@ -35,11 +35,11 @@ ACM_ARCHS = ("unet", "fpn")
 @IRSTD_NET_REGISTRY.register()
 class ACM(IRSTDNetInitMixin, nn.Module):
     """
-    ACM (Dai et al., WACV 2021, sec. 3): the :class:`ResidualEncoder` with the down-sampling stem
-    (stages at 1/4, 1/8, 1/16 of the input: C1, C2, C3), a decoder fusing the scales with
-    :class:`AsymBiFusion`, an :class:`FCNHead` at 1/4 and a bilinear resize of the logits to the
-    input's size. ``arch`` (``MODEL.IRSTD.ACM.ARCH``) picks one of the two decoders of the paper
-    and of the authors' code:
+    ACM (Dai et al., WACV 2021, sec. 3): the :class:`~.acm_backbone.ResidualEncoder` with the
+    down-sampling stem (stages at 1/4, 1/8, 1/16 of the input: C1, C2, C3), a decoder fusing the
+    scales with :class:`AsymBiFusion`, an :class:`FCNHead` at 1/4 and a bilinear resize of the
+    logits to the input's size. ``arch`` (``MODEL.IRSTD.ACM.ARCH``) picks one of the two decoders
+    of the paper and of the authors' code:
 
     - "fpn" (``ASKCResNetFPN``; ``train_dentist.py``'s defaults): ``F2 = fuse2(resize(C3), C2)``,
       ``F1 = fuse1(resize(F2), C1)`` with the projecting fusion (``AsymBiChaFuseReduce``); the

@@ -131,7 +131,7 @@ class FCNHead(nn.Sequential):
 
         conv3x3 (C -> C/4, no bias) -> norm -> ReLU -> Dropout(0.1) -> conv1x1 (C/4 -> 1, bias)
 
-    ``logits`` is the last conv (the output head of :meth:`IRSTDNetInitMixin.output_heads`).
+    ``logits`` is the last conv (the output head of :meth:`.unet.IRSTDNetInitMixin.output_heads`).
     """
 
     def __init__(self, channels: int, norm: NormSpec = "BN", dropout: float = 0.1):

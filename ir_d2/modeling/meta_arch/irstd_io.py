@@ -1,7 +1,8 @@
 """
-The input and output of the small-target nets, one definition that :class:`IRSTDSegmentor` and the
-exported-model predictor (:class:`ir_d2.engine.ExportedPredictor`) share: 8-bit frames normalised
-and padded into an ``ImageList``; probability maps cropped, resized and split into targets.
+The input and output of the small-target nets, one definition that
+:class:`~.irstd_segmentor.IRSTDSegmentor` and the exported-model predictor
+(:class:`ir_d2.engine.ExportedPredictor`) share: 8-bit frames normalised and padded into an
+``ImageList``; probability maps cropped, resized and split into targets.
 """
 
 from typing import Dict, List, Sequence
@@ -51,10 +52,11 @@ def irstd_input(
     unit_range: bool = True,
 ) -> ImageList:
     """
-    The small-target nets' input, the one definition that :class:`IRSTDSegmentor` and the
-    exported-model predictor (:class:`ir_d2.engine.ExportedPredictor`) share: each 3xHxW 8-bit
-    image (:func:`check_uint8_range`) in ``INPUT.FORMAT`` becomes float, takes its channel mean
-    when the net has one input channel (``len(pixel_mean) == 1``), is normalised as
+    The small-target nets' input, the one definition that
+    :class:`~.irstd_segmentor.IRSTDSegmentor` and the exported-model predictor
+    (:class:`ir_d2.engine.ExportedPredictor`) share: each 3xHxW 8-bit image
+    (:func:`check_uint8_range`) in ``INPUT.FORMAT`` becomes float, takes its channel mean when the
+    net has one input channel (``len(pixel_mean) == 1``), is normalised as
     ``(x - pixel_mean) / pixel_std`` and padded with zeros (bottom and right) to a multiple of
     ``size_divisibility``; all on ``pixel_mean``'s device. ``unit_range``: refuse float frames
     scaled to [0, 1] (inference; :func:`check_uint8_range`).
@@ -82,11 +84,11 @@ def irstd_input(
 
 def irstd_results(probs: torch.Tensor, image_sizes, output_sizes, threshold: float) -> List[Dict]:
     """
-    The small-target outputs, shared by :class:`IRSTDSegmentor` and the exported-model
-    predictor: for each (1, H', W') probability map of ``probs`` (N, 1, H', W'), the padding is
-    cropped to its ``image_sizes`` entry and the map resized to its ``output_sizes`` entry
-    (height, width; detectron2's ``sem_seg_postprocess``), giving ``{"sem_seg": 1xHxW,
-    "targets": [...]}``: the 8-connected components of ``sem_seg > threshold``
+    The small-target outputs, shared by :class:`~.irstd_segmentor.IRSTDSegmentor` and the
+    exported-model predictor: for each (1, H', W') probability map of ``probs`` (N, 1, H', W'),
+    the padding is cropped to its ``image_sizes`` entry and the map resized to its
+    ``output_sizes`` entry (height, width; detectron2's ``sem_seg_postprocess``), giving
+    ``{"sem_seg": 1xHxW, "targets": [...]}``: the 8-connected components of ``sem_seg > threshold``
     (:func:`ir_d2.structures.connected_targets`).
     """
     results = []

@@ -54,7 +54,7 @@ class IRSTDSegmentor(nn.Module):
 
     Inputs follow detectron2's SemanticSegmentor convention: a list of dicts with ``"image"``
     (3xHxW, uint8 or float in [0, 255], in ``INPUT.FORMAT``; anything else is refused, see
-    :func:`check_uint8_range`) and, for training, ``"sem_seg"`` (HxW, values
+    :func:`~.irstd_io.check_uint8_range`) and, for training, ``"sem_seg"`` (HxW, values
     {0, 1}); optional ``"height"``/``"width"``, the output size at inference.
 
     - Images are normalised by ``MODEL.PIXEL_MEAN``/``PIXEL_STD`` and padded (ImageList) to a

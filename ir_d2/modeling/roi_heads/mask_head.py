@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import cat
+from detectron2.modeling.roi_heads import mask_head as d2_mask_head
 from detectron2.modeling.roi_heads.mask_head import (
     ROI_MASK_HEAD_REGISTRY,
     MaskRCNNConvUpsampleHead,
@@ -32,63 +32,43 @@ MASK_LOSS_KEYS = (
 )
 
 
+class _CapturedBCE:
+    """Stands in for ``torch.nn.functional`` in detectron2's mask head module during one
+    ``mask_rcnn_loss`` call: its BCE keeps the logits and targets it is handed and returns 0."""
+
+    def __init__(self):
+        self.handed = None
+
+    def __getattr__(self, name):
+        return getattr(torch.nn.functional, name)
+
+    def binary_cross_entropy_with_logits(self, logits, targets, reduction="mean"):
+        self.handed = (logits, targets)
+        return logits.sum() * 0
+
+
 def _mask_rcnn_targets(pred_mask_logits: torch.Tensor, instances: List[Instances], vis_period: int):
     """
-    detectron2's ``mask_rcnn_loss`` but for its last statement: the logits of the GT class
-    (R, M, M; the single channel when class-agnostic) and the GT masks cropped by the proposal
-    boxes and resized to M (R, M, M, float32), after writing its ``mask_rcnn/accuracy``,
-    ``false_positive``, ``false_negative`` (and every ``vis_period`` its images) to the
-    EventStorage; ``None`` when no image has an ROI.
+    What detectron2's ``mask_rcnn_loss`` hands its BCE: the logits of the GT class (R, M, M; the
+    single channel when class-agnostic) and the GT masks cropped by the proposal boxes and resized
+    to M (R, M, M, float32), after it writes its ``mask_rcnn/accuracy``, ``false_positive``,
+    ``false_negative`` (and every ``vis_period`` its images) to the EventStorage; ``None`` when no
+    image has an ROI.
     """
-    # Stands in for detectron2/modeling/roi_heads/mask_head.py, mask_rcnn_loss, lines 51-109 at
-    # the pinned commit (scripts/bootstrap.py DETECTRON2_COMMIT): it builds these targets inside
-    # and returns only their BCE (line 111), and no detectron2 function returns them. Line for
-    # line but for names and its square-size assert raised as a ValueError;
-    # tests/test_roi_heads.py::test_mask_targets_are_detectron2s fails if the pinned function
-    # changes under it.
-    cls_agnostic_mask = pred_mask_logits.size(1) == 1
-    mask_side_len = pred_mask_logits.size(2)
+    # detectron2 builds these targets inside mask_rcnn_loss and returns only their BCE. Its call
+    # runs here with its BCE captured; that stands in for one line of the pinned detectron2,
+    # ``mask_loss = F.binary_cross_entropy_with_logits(pred_mask_logits, gt_masks,
+    # reduction="mean")`` (detectron2/modeling/roi_heads/mask_head.py), and
+    # tests/test_roi_heads.py::test_mask_targets_are_detectron2s fails when that function changes.
     if pred_mask_logits.size(2) != pred_mask_logits.size(3):
         raise ValueError(f"mask predictions must be square, got {tuple(pred_mask_logits.shape)}")
-    gt_classes, gt_masks = [], []
-    for instances_per_image in instances:
-        if len(instances_per_image) == 0:
-            continue
-        if not cls_agnostic_mask:
-            gt_classes.append(instances_per_image.gt_classes.to(dtype=torch.int64))
-        gt_masks.append(
-            instances_per_image.gt_masks.crop_and_resize(
-                instances_per_image.proposal_boxes.tensor, mask_side_len
-            ).to(device=pred_mask_logits.device)
-        )
-    if len(gt_masks) == 0:
-        return None
-    gt_masks = cat(gt_masks, dim=0)
-    if cls_agnostic_mask:
-        logits = pred_mask_logits[:, 0]
-    else:
-        indices = torch.arange(pred_mask_logits.size(0))
-        logits = pred_mask_logits[indices, cat(gt_classes, dim=0)]
-    gt_bool = gt_masks if gt_masks.dtype == torch.bool else gt_masks > 0.5
-    gt_masks = gt_masks.to(dtype=torch.float32)
-
-    mask_incorrect = (logits > 0.0) != gt_bool
-    mask_accuracy = 1 - (mask_incorrect.sum().item() / max(mask_incorrect.numel(), 1.0))
-    num_positive = gt_bool.sum().item()
-    false_positive = (mask_incorrect & ~gt_bool).sum().item() / max(
-        gt_bool.numel() - num_positive, 1.0
-    )
-    false_negative = (mask_incorrect & gt_bool).sum().item() / max(num_positive, 1.0)
-    storage = get_event_storage()
-    storage.put_scalar("mask_rcnn/accuracy", mask_accuracy)
-    storage.put_scalar("mask_rcnn/false_positive", false_positive)
-    storage.put_scalar("mask_rcnn/false_negative", false_negative)
-    if vis_period > 0 and storage.iter % vis_period == 0:
-        vis_masks = torch.cat([logits.sigmoid(), gt_masks], axis=2)
-        name = "Left: mask prediction;   Right: mask GT"
-        for idx, vis_mask in enumerate(vis_masks):
-            storage.put_image(name + f" ({idx})", torch.stack([vis_mask] * 3, axis=0))
-    return logits, gt_masks
+    capture, functional = _CapturedBCE(), d2_mask_head.F
+    d2_mask_head.F = capture
+    try:
+        d2_mask_head.mask_rcnn_loss(pred_mask_logits, instances, vis_period)
+    finally:
+        d2_mask_head.F = functional
+    return capture.handed
 
 
 def ir_mask_rcnn_loss(
@@ -144,6 +124,12 @@ class IRMaskRCNNConvUpsampleHead(MaskRCNNConvUpsampleHead):
         super().__init__(input_shape, **kwargs)
         # plain values, not modules: the head is an nn.Sequential whose layers() runs every child
         self.mask_loss = dict(mask_loss or {})
+        unknown = sorted(set(self.mask_loss) - {key.lower() for key in MASK_LOSS_KEYS})
+        if unknown:  # else a misspelt argument would fail only at the first training step
+            raise TypeError(
+                f"mask_loss: unknown argument(s) {unknown} of ir_mask_loss; expected some of "
+                f"{[key.lower() for key in MASK_LOSS_KEYS]}"
+            )
         _check_lovasz(
             self.mask_loss.get("lovasz", "softmax"), self.mask_loss.get("lovasz_classes", "present")
         )
