@@ -7,6 +7,7 @@ json, masks of another aspect ratio, options in an unexpected order, a bad frame
 
 import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -221,3 +222,26 @@ def test_a_set_removed_from_the_catalog_is_registered_again_by_the_same_config()
     setup_cfg(IRSTD_CFG, ["DATASETS.IR_REGISTER", register])
     assert len(DatasetCatalog.get("mistake_syn_first2")) == 2
     remove_datasets("mistake_")
+
+
+def test_instance_sets_keep_a_resizable_mask_and_flag_one_that_is_not(tmp_path):
+    """A mask of another size than its image: resized for its instances when the aspect ratios
+    agree ("size": the mappers decide), an error when they differ; both messages name the files."""
+    from ir_d2.data.ir_datasets.irstd import load_irstd_instances
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name, mask_shape in (("half", (32, 32)), ("wide", (40, 80))):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), np.zeros((64, 64), np.uint8))
+        mask = np.zeros(mask_shape, np.uint8)
+        mask[8:12, 8:12] = 255
+        cv2.imwrite(str(tmp_path / "masks" / f"{name}.png"), mask)
+    records = load_irstd_instances(
+        str(tmp_path / "images"), str(tmp_path / "masks"), None, dataset_name="mine", threshold=127
+    )
+    by_stem = {r["file_stem"]: r for r in records}
+    half, wide = by_stem["half"], by_stem["wide"]
+    assert half["ir_error_kind"] == "size" and "half.png" in half["ir_error"]
+    assert [a["bbox"] for a in half["annotations"]] == [[16.0, 16.0, 8.0, 8.0]]  # resized x2
+    assert wide["ir_error_kind"] == "error" and "aspect ratios differ" in wide["ir_error"]
+    assert wide["annotations"] == []

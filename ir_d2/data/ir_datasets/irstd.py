@@ -177,23 +177,20 @@ def load_irstd_instances(
             record.update(ir_error=str(e), ir_error_kind="error")
             continue
         if "height" in record and mask.shape != (record["height"], record["width"]):
+            names = dict(image_file=record["file_name"], mask_file=mask_file)
             image_shape = (record["height"], record["width"])
-            message = size_mismatch_message(
-                record["file_name"], image_shape, mask_file, mask.shape, dataset_name
-            )
             try:  # resized here for its instances; the mappers refuse the frame unless configured
-                mask = fit_mask_to_image(
-                    mask,
-                    image_shape,
-                    resize=True,
-                    image_file=record["file_name"],
-                    mask_file=mask_file,
-                    dataset_name=dataset_name,
+                resized = fit_mask_to_image(
+                    mask, image_shape, resize=True, dataset_name=dataset_name, **names
                 )
-            except IRDataError:  # the aspect ratios differ: no option can resize it
-                record.update(ir_error=message, ir_error_kind="error")
+            except IRDataError as e:  # the aspect ratios differ: no option can resize it
+                record.update(ir_error=str(e), ir_error_kind="error")
                 continue
+            message = size_mismatch_message(
+                names["image_file"], image_shape, mask_file, mask.shape, dataset_name
+            )
             record.update(ir_error=message, ir_error_kind="size")
+            mask = resized
         for anno in mask_to_coco_annotations(mask):
             anno.update(bbox_mode=BoxMode.XYWH_ABS, category_id=0)
             record["annotations"].append(anno)
