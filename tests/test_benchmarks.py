@@ -156,6 +156,43 @@ def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
     assert "| U-Net | width 16 | IoU |" in (tmp_path / "bench_overfit.md").read_text()
 
 
+def test_cropped_frames_keep_the_window_with_the_most_target_pixels(tmp_path):
+    """bench_overfit's smaller input: each frame cut to the window holding the most target
+    pixels (two targets too far apart for one window: the larger kept), the image cut alike, a
+    frame smaller than the window kept whole, registered as a semantic set of the crops."""
+    import cv2
+    import numpy as np
+    from _common import cropped_frames
+    from detectron2.data import DatasetCatalog
+
+    from ir_d2.data.ir_datasets.irstd import register_irstd
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    image = np.arange(40 * 60, dtype=np.uint16).reshape(40, 60) % 251
+    mask = np.zeros((40, 60), np.uint8)
+    mask[30:33, 50:53] = 255  # 9 pixels, bottom right
+    mask[2:4, 3:5] = 255  # 4 pixels, top left: no 16x16 window holds both
+    small = np.zeros((10, 12), np.uint8)
+    small[4, 5] = 255
+    for stem, img, msk in (("a", image, mask), ("b", image[:10, :12], small)):
+        cv2.imwrite(str(tmp_path / "images" / f"{stem}.png"), img.astype(np.uint8))
+        cv2.imwrite(str(tmp_path / "masks" / f"{stem}.png"), msk)
+    register_irstd("test_crop_base", str(tmp_path / "images"), str(tmp_path / "masks"))
+    name = cropped_frames("test_crop_base", 2, 16, tmp_path / "out")
+    assert name == "test_crop_base_first2_crop16"
+    assert cropped_frames("test_crop_base", 2, 16, tmp_path / "elsewhere") == name  # registered
+    a, b = DatasetCatalog.get(name)
+    crop_a = cv2.imread(a["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
+    assert crop_a.shape == (16, 16) and (crop_a > 127).sum() == 9
+    y, x = 17, 37  # the first window (row-major) holding the 9 pixels: rows 17-32, cols 37-52
+    np.testing.assert_array_equal(crop_a, mask[y : y + 16, x : x + 16])
+    cut = cv2.imread(a["file_name"], cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(cut, image.astype(np.uint8)[y : y + 16, x : x + 16])
+    assert (b["height"], b["width"]) == (10, 12)  # smaller than the window: whole
+    np.testing.assert_array_equal(cv2.imread(b["sem_seg_file_name"], cv2.IMREAD_UNCHANGED), small)
+
+
 def test_a_saved_result_is_resumed_only_by_the_code_that_made_it(tmp_path):
     from _common import code_version, save_result, saved_result
 
