@@ -319,6 +319,15 @@ def ir_d2_cfg(args, flavour: str, iterations: int):
     return setup_cfg(FLAVOURS[flavour][1], opts)
 
 
+def epoch_loss(storage, per_epoch: int) -> float:
+    """The mean ``total_loss`` of the last ``per_epoch`` iterations: the official code's train loss
+    at a test (its ``AverageMeter`` over the epoch just trained), not the mean since the previous
+    test that ``train_and_watch`` reports (over ``--eval-every`` epochs; early in training, while
+    the loss falls, that one is higher)."""
+    values = [v for v, _ in storage.history("total_loss").values()[-per_epoch:]]
+    return round(sum(values) / len(values), 4)
+
+
 def run_ir_d2(args, flavour: str) -> dict:
     """ir_d2's net of ``flavour`` trained with the same reduced recipe, scored at the same
     iterations (one epoch of the official loader: 663 // batch) by IRSTDEvaluator."""
@@ -335,7 +344,9 @@ def run_ir_d2(args, flavour: str) -> dict:
         loader = IRTrainer.build_test_loader(cfg, TEST)
         metrics = inference_on_dataset(trainer.model, loader, build_irstd_evaluator(cfg, TEST))
         print(f"ir_d2: iteration {trainer.iter + 1}, IoU {metrics['irstd']['IoU']:.2f}", flush=True)
-        return {k: round(metrics["irstd"][k], 2) for k in METRICS}
+        return {"train_loss": epoch_loss(trainer.storage, per_epoch)} | {
+            k: round(metrics["irstd"][k], 2) for k in METRICS
+        }
 
     points = train_and_watch(trainer, per_epoch * args.eval_every, evaluate)
     seconds = points[-1]["train_seconds"]

@@ -124,6 +124,15 @@ def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_al
     assert set(mapped) <= set(net.state_dict())  # names of ir_d2's net
     with pytest.raises(KeyError, match="up.weight"):
         bench_parity.official_to_ir_d2({"up.weight": torch.zeros(1)})
+    # ir_d2's train loss at a test is the mean of the last epoch, as the official AverageMeter's
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage() as storage:
+        for i, value in enumerate([0.9, 0.9, 0.9, 0.5, 0.3]):
+            storage.iter = i
+            storage.put_scalar("total_loss", value)
+        assert bench_parity.epoch_loss(storage, 2) == pytest.approx(0.4)
+        assert bench_parity.epoch_loss(storage, 5) == pytest.approx(0.7)
     if not (SHARED_DATA / "nudt-sirst").is_dir():
         pytest.skip(f"real IR data {SHARED_DATA / 'nudt-sirst'} is absent")
     use_datasets(str(SHARED_DATA))
