@@ -12,11 +12,11 @@ needed, or its best figure when the budget ran out.
 Each family keeps its paper row's net, heads, losses and initialisation (deep supervision, the
 SIRST-5K synthesis and L_Neg, Focal-SIoU and BCE + Dice + Lovász-Softmax), with widths scaled
 down where the 2-core CPU needs it (each row says which), trained on the frames as they are (no
-augmentation but the paper row's own synthesis), batch 4 (one frame, a group of 4 samples per
-target, with SIRST-5K's negative augmentation), Adam at lr 1e-3 for the small-target
+augmentation but the paper row's own synthesis), batch 4, Adam at lr 1e-3 for the small-target
 nets and SGD at 0.01 for the Mask R-CNN, evaluated every ``--every`` iterations. The frames are
 whole, or, for the nets whose iterations the 2-core CPU cannot afford at 256x256 (the SIRST-5K
-net: 2.7 s per iteration at width 8), each frame's 128x128 window with the most target pixels
+net: 2.7 s per iteration at width 8; with its negative augmentation every frame becomes a group
+of 4 samples per target), each frame's 128x128 (64x64) window with the most target pixels
 (``_common.cropped_frames``), trained and scored on alike.
 """
 
@@ -72,8 +72,7 @@ FAMILIES = {
                 "width 8, 128x128 crops", ["MODEL.IRSTD.BASE_CHANNELS", 8], 128),
     "sirst5k_neg": ("SIRST-5K net + N2N + Neg + L_Neg",
                     "IRSTD/irstd_sirst5k_net-n2n-neg_W16_bs256-1500e_nudt_sirst.yaml",
-                    "width 8, 128x128 crops, batch 1 frame (its group of 4 rotated samples per "
-                    "target)", ["MODEL.IRSTD.BASE_CHANNELS", 8], 128),
+                    "width 8, 64x64 crops", ["MODEL.IRSTD.BASE_CHANNELS", 8], 64),
     "bnsa_rcnn": ("BNSA Mask R-CNN (Focal-SIoU, BCE + Dice + Lovász)",
                   "IR-InstanceSegmentation/mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN"
                   "_scratch-gn_100e_nudt_sirst.yaml", "none (R-50 from scratch, GN)", [
@@ -81,12 +80,6 @@ FAMILIES = {
                       (240,), "INPUT.MAX_SIZE_TRAIN", 320, "INPUT.MIN_SIZE_TEST", 240,
                       "INPUT.MAX_SIZE_TEST", 320], 0),
 }  # fmt: skip
-
-
-#: the recipe's settings a family changes: with its negative augmentation every frame of the
-#: SIRST-5K net becomes a group of 4 samples per target, so one frame a step gives it as many
-#: images a step as batch 4 gives the others
-RECIPE_OVERRIDES = {"sirst5k_neg": ["SOLVER.IMS_PER_BATCH", 1]}
 
 
 def is_detector(cfg) -> bool:
@@ -107,7 +100,6 @@ def build(family: str, args, out: Path):
     opts += ["SOLVER.MAX_ITER", 10**8, "SOLVER.CHECKPOINT_PERIOD", 10**8, "TEST.EVAL_PERIOD", 0]
     opts += ["DATALOADER.NUM_WORKERS", 1, "OUTPUT_DIR", str(out / family)]
     opts = list(extra) + opts + (DETECTOR if detector else SMALL_TARGET) + NO_AUGMENTATION
-    opts += RECIPE_OVERRIDES.get(family, [])
     return label, scaled, detector, frames, setup_cfg(config, opts)
 
 

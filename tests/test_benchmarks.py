@@ -165,12 +165,12 @@ def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
     assert saved["tool"] == "benchmarks/bench_overfit.py" and saved["rows"] == [row]
     assert "| U-Net | width 16 | 4 | IoU |" in (tmp_path / "bench_overfit.md").read_text()
     assert row["batch"] == 4
-    # the SIRST-5K net with its synthesis: its 128x128 crops, one frame (a group) a step, its
-    # paper row's negative augmentation and L_Neg kept
+    # the SIRST-5K net with its synthesis: its 64x64 crops, its paper row's negative
+    # augmentation and L_Neg kept
     args = argparse.Namespace(frames=2, seed=0)
     *_, frames, cfg = bench_overfit.build("sirst5k_neg", args, tmp_path)
-    assert frames == "nudt_sirst_train_first2_crop128" and cfg.DATASETS.TRAIN == (frames,)
-    assert cfg.SOLVER.IMS_PER_BATCH == 1 and cfg.INPUT.IR.CROP_SIZE == []
+    assert frames == "nudt_sirst_train_first2_crop64" and cfg.DATASETS.TRAIN == (frames,)
+    assert cfg.SOLVER.IMS_PER_BATCH == 4 and cfg.INPUT.IR.CROP_SIZE == []
     assert cfg.INPUT.SIRST5K.NEGATIVE and cfg.MODEL.IRSTD.NEG_LOSS == "sum"
     assert cfg.MODEL.IRSTD.BASE_CHANNELS == 8 and cfg.MODEL.IRSTD.DEEP_SUPERVISION
 
