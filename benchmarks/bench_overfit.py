@@ -75,7 +75,8 @@ FAMILIES = {
                     "width 8, 64x64 crops", ["MODEL.IRSTD.BASE_CHANNELS", 8], 64),
     "bnsa_rcnn": ("BNSA Mask R-CNN (Focal-SIoU, BCE + Dice + Lovász)",
                   "IR-InstanceSegmentation/mask_rcnn-focal_siou-bce_dice_lovasz_R_50_BNSA-C3C4_FPN"
-                  "_scratch-gn_100e_nudt_sirst.yaml", "none (R-50 from scratch, GN)", [
+                  "_scratch-gn_100e_nudt_sirst.yaml", "R-18 (of R-50), from scratch, GN", [
+                      "MODEL.RESNETS.DEPTH", 18, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
                       "DATASETS.TRAIN", "('sirst_train_instances',)", "INPUT.MIN_SIZE_TRAIN",
                       (240,), "INPUT.MAX_SIZE_TRAIN", 320, "INPUT.MIN_SIZE_TEST", 240,
                       "INPUT.MAX_SIZE_TEST", 320], 0),
