@@ -10,14 +10,14 @@ needed, or its best figure when the budget ran out.
         [--family unet --family dnanet ...] [--output output/bench_overfit] [--resume]
 
 Each family keeps its paper row's net, heads, losses and initialisation (deep supervision, the
-SIRST-5K synthesis and L_Neg, Focal-SIoU and BCE + Dice + Lovász-Softmax), with widths scaled
-down where the 2-core CPU needs it (each row says which), trained on the frames as they are (no
-augmentation but the paper row's own synthesis), batch 4, Adam at lr 1e-3 for the small-target
-nets and SGD at 0.01 for the Mask R-CNN, evaluated every ``--every`` iterations. The frames are
-whole, or, for the nets whose iterations the 2-core CPU cannot afford at 256x256 (the SIRST-5K
-net: 2.7 s per iteration at width 8; with its negative augmentation every frame becomes a group
-of 4 samples per target), each frame's 128x128 (64x64) window with the most target pixels
-(``_common.cropped_frames``), trained and scored on alike.
+SIRST-5K synthesis and L_Neg, Focal-SIoU and BCE + Dice + Lovász-Softmax), with widths, depth
+or input size scaled down where the 2-core CPU needs it (each row says which), trained on the
+frames as they are (no augmentation but the paper row's own synthesis), batch 4, Adam at lr 1e-3
+for the small-target nets and SGD at 0.01 for the Mask R-CNN, evaluated every ``--every``
+iterations. The frames are whole, or, for the nets whose iterations the 2-core CPU cannot afford
+at 256x256 (the SIRST-5K net: 2.7 s per iteration at width 8; with its negative augmentation
+every frame becomes a group of 4 samples per target), each frame's 128x128 (64x64) window with
+the most target pixels (``_common.cropped_frames``), trained and scored on alike.
 """
 
 import argparse
