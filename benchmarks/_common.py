@@ -109,7 +109,8 @@ def cropped_frames(dataset: str, n: int, size: int, folder) -> str:
     """The name of a set of the first ``n`` frames of the semantic set ``dataset``, each cut to
     the ``size`` x ``size`` window that holds the most target pixels (the top-most, then
     left-most on a tie; a frame smaller than ``size`` is kept whole), written as PNGs under
-    ``folder`` (``images/``, ``masks/``) and registered on first use. A smaller input for the
+    ``folder`` (``images/``, ``masks/``, and ``first<n>.txt`` naming them in their order: other
+    crops there are not part of the set) and registered on first use. A smaller input for the
     nets the CPU needs it for, with the targets at their own resolution."""
     import cv2
     import numpy as np
@@ -123,6 +124,7 @@ def cropped_frames(dataset: str, n: int, size: int, folder) -> str:
     folder = Path(folder)
     for sub in ("images", "masks"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    stems = []
     for record in DatasetCatalog.get(first_frames(dataset, n)):
         image = cv2.imread(record["file_name"], cv2.IMREAD_UNCHANGED)
         mask = cv2.imread(record["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
@@ -135,9 +137,12 @@ def cropped_frames(dataset: str, n: int, size: int, folder) -> str:
         windows = sums[ch:, cw:] - sums[:-ch, cw:] - sums[ch:, :-cw] + sums[:-ch, :-cw]
         y, x = np.unravel_index(int(windows.argmax()), windows.shape)
         stem = str(record["image_id"])
+        stems.append(stem)
         cv2.imwrite(str(folder / "images" / f"{stem}.png"), image[y : y + ch, x : x + cw])
         cv2.imwrite(str(folder / "masks" / f"{stem}.png"), mask[y : y + ch, x : x + cw])
-    register_irstd(name, str(folder / "images"), str(folder / "masks"))
+    split = folder / f"first{n}.txt"
+    split.write_text("".join(f"{stem}\n" for stem in stems))
+    register_irstd(name, str(folder / "images"), str(folder / "masks"), str(split))
     return name
 
 

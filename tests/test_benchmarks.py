@@ -209,6 +209,11 @@ def test_cropped_frames_keep_the_window_with_the_most_target_pixels(tmp_path):
     cut = cv2.imread(a["file_name"], cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(cut, image.astype(np.uint8)[y : y + 16, x : x + 16])
     assert (b["height"], b["width"]) == (10, 12)  # smaller than the window: whole
+    # a stale crop in the folder is not part of a set registered there later
+    cv2.imwrite(str(tmp_path / "out" / "images" / "zz.png"), small)
+    cv2.imwrite(str(tmp_path / "out" / "masks" / "zz.png"), small)
+    one = cropped_frames("test_crop_base", 1, 16, tmp_path / "out")
+    assert [r["image_id"] for r in DatasetCatalog.get(one)] == ["a"]
     np.testing.assert_array_equal(cv2.imread(b["sem_seg_file_name"], cv2.IMREAD_UNCHANGED), small)
 
 
