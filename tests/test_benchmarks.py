@@ -163,8 +163,18 @@ def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
     assert row["reached"] == (row["best"] > 90) and 0 <= row["best"] <= 100
     saved = json.loads((tmp_path / "bench_overfit.json").read_text())
     assert saved["tool"] == "benchmarks/bench_overfit.py" and saved["rows"] == [row]
-    assert "| U-Net | width 16 | 4 | IoU |" in (tmp_path / "bench_overfit.md").read_text()
+    assert "| U-Net | width 16 | IoU |" in (tmp_path / "bench_overfit.md").read_text()
     assert row["batch"] == 4
+    # --resume keeps the row while the family's definition is the same, not after it changes
+    stamp = (tmp_path / "unet" / "row.json").stat().st_mtime_ns
+    assert bench_overfit.main(argv + ["--resume"]) == [row]
+    assert (tmp_path / "unet" / "row.json").stat().st_mtime_ns == stamp
+    label, config, scaled, extra, crop = bench_overfit.FAMILIES["unet"]
+    changed = (label, config, "width 12", ["MODEL.IRSTD.BASE_CHANNELS", 12], crop)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(bench_overfit.FAMILIES, "unet", changed)
+        (rerun,) = bench_overfit.main(argv + ["--resume"])
+    assert rerun["scaled"] == "width 12"
     # the SIRST-5K net with its synthesis: its 64x64 crops, its paper row's negative
     # augmentation and L_Neg kept
     args = argparse.Namespace(frames=2, seed=0)
