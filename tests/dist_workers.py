@@ -5,12 +5,14 @@ interpreters, which import them by name; each registers its datasets itself thro
 (``DATASETS.IR_REGISTER``), as a real run does.
 """
 
+import atexit
 import json
 import zlib
 
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.evaluation import inference_on_dataset
@@ -25,6 +27,19 @@ from ir_d2.evaluation import load_irstd_mask
 
 def unwrap(model):
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def record_open_group_at_exit(prefix):
+    """At this process's exit (after ``launch``'s worker returned), write whether its process
+    group is still open to ``<prefix>.rank<r>``."""
+    rank = comm.get_rank()
+
+    def record():
+        with open(f"{prefix}.rank{rank}", "w") as f:
+            f.write(str(dist.is_initialized()))
+
+    atexit.register(record)
+    comm.synchronize()  # a collective the closing barrier follows
 
 
 def train_and_save_rank_state(config_file, opts, name):

@@ -11,9 +11,14 @@ import re
 import pytest
 import torch
 from conftest import remove_datasets, write_user_project
-from detectron2.engine import launch
-from dist_workers import evaluate_fixed_outputs, train_and_save_rank_state
+from detectron2.engine import launch as d2_launch
+from dist_workers import (
+    evaluate_fixed_outputs,
+    record_open_group_at_exit,
+    train_and_save_rank_state,
+)
 
+from ir_d2.engine import launch
 from ir_d2.tools import train_net
 
 
@@ -158,6 +163,16 @@ def test_two_rank_evaluation_equals_one_rank_evaluation(data):
     instances = one["dist_masks/mask_instances"]["irstd"]
     assert instances["Pd"] == 100.0 and instances["Fa"] > 0  # every target, plus false squares
     assert 5 < one["dist_coco/coco"]["segm"]["AP"] < 95
+
+
+def test_each_rank_closes_its_process_group_before_it_exits(tmp_path):
+    """detectron2's workers exit with gloo still open, and a peer reading from a closed socket
+    aborts (SIGABRT) after a job that succeeded; ir_d2's launch closes the group first."""
+    launch(record_open_group_at_exit, 2, dist_url="auto", args=(str(tmp_path / "open"),))
+    assert [(tmp_path / f"open.rank{r}").read_text() for r in (0, 1)] == ["False", "False"]
+    # detectron2's own launch leaves it open: what the check above tells apart
+    d2_launch(record_open_group_at_exit, 2, dist_url="auto", args=(str(tmp_path / "d2"),))
+    assert [(tmp_path / f"d2.rank{r}").read_text() for r in (0, 1)] == ["True", "True"]
 
 
 def test_what_needs_cuda_is_refused_on_the_cpu_naming_the_key(monkeypatch):

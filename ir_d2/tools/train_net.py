@@ -13,12 +13,13 @@ import logging
 import os
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from ir_d2.data.io import IRDataError
 from ir_d2.engine.defaults import ensure_weights, setup_cfg
+from ir_d2.engine.launch import launch
 from ir_d2.engine.trainer import IRTrainer
 from ir_d2.utils.cli import (
     CommandLineError,
