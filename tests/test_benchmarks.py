@@ -163,8 +163,12 @@ def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
     assert row["reached"] == (row["best"] > 90) and 0 <= row["best"] <= 100
     saved = json.loads((tmp_path / "bench_overfit.json").read_text())
     assert saved["tool"] == "benchmarks/bench_overfit.py" and saved["rows"] == [row]
-    assert "| U-Net | width 16 | IoU |" in (tmp_path / "bench_overfit.md").read_text()
+    assert "| U-Net | width 16 | 4 | IoU |" in (tmp_path / "bench_overfit.md").read_text()
     assert row["batch"] == 4
+    # beside each point, the same weights scored with the BatchNorm statistics of the frames
+    frame_stats = [p[bench_overfit.FRAME_STATS] for p in row["curve"]]
+    assert len(frame_stats) == len(row["curve"]) and all(0 <= v <= 100 for v in frame_stats)
+    assert row["best_frame_stats"] == max(frame_stats)
     # --resume keeps the row while the family's definition is the same, not after it changes
     stamp = (tmp_path / "unet" / "row.json").stat().st_mtime_ns
     assert bench_overfit.main(argv + ["--resume"]) == [row]
@@ -183,6 +187,52 @@ def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
     assert cfg.SOLVER.IMS_PER_BATCH == 4 and cfg.INPUT.IR.CROP_SIZE == []
     assert cfg.INPUT.SIRST5K.NEGATIVE and cfg.MODEL.IRSTD.NEG_LOSS == "sum"
     assert cfg.MODEL.IRSTD.BASE_CHANNELS == 8 and cfg.MODEL.IRSTD.DEEP_SUPERVISION
+
+
+def test_bench_overfit_frame_statistics_are_those_of_one_batch_of_every_frame(tmp_path):
+    """with_frame_statistics: each BatchNorm's statistics are the mean and (unbiased) variance of
+    its input in one forward over all the frames with batch statistics, recomputed here from
+    hooks on the original model; the original keeps its own."""
+    import bench_overfit
+    from detectron2.modeling import build_model
+    from torch import nn
+
+    if not (SHARED_DATA / "nudt-sirst").is_dir():
+        pytest.skip(f"real IR data {SHARED_DATA / 'nudt-sirst'} is absent")
+    bench_overfit.use_datasets(str(SHARED_DATA))
+    *_, frames, cfg = bench_overfit.build("unet", argparse.Namespace(frames=3, seed=0), tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    copy = bench_overfit.with_frame_statistics(model, frames, cfg)
+    assert not copy.training and all(
+        torch.equal(v, model.state_dict()[k]) for k, v in before.items()
+    )
+    norms = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):  # returns None: the output stays the module's
+            seen[name] = inputs[0].detach()
+
+        return hook
+
+    for name, m in norms.items():
+        m.train()
+        m.register_forward_hook(record(name))
+    loader = bench_overfit.IRTrainer.build_test_loader(cfg, frames)
+    with torch.no_grad():
+        model([x for batch in loader for x in batch])
+    assert len(seen) == len(norms) > 10 and next(iter(seen.values())).shape[0] == 3
+    copies = dict(copy.named_modules())
+    for name, x in seen.items():
+        x = x.transpose(0, 1).flatten(1).double()
+        torch.testing.assert_close(
+            copies[name].running_mean.double(), x.mean(1), rtol=1e-4, atol=1e-5
+        )
+        torch.testing.assert_close(
+            copies[name].running_var.double(), x.var(1), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_cropped_frames_keep_the_window_with_the_most_target_pixels(tmp_path):
