@@ -31,12 +31,16 @@ def unwrap(model):
 
 def record_open_group_at_exit(prefix):
     """At this process's exit (after ``launch``'s worker returned), write whether its process
-    group is still open to ``<prefix>.rank<r>``."""
+    group is still open to ``<prefix>.rank<r>``; a group left open is then closed, at a barrier,
+    so this test's own exit cannot race."""
     rank = comm.get_rank()
 
     def record():
         with open(f"{prefix}.rank{rank}", "w") as f:
             f.write(str(dist.is_initialized()))
+        if dist.is_initialized():  # left open (detectron2's launch): closed here, safely
+            dist.barrier()
+            dist.destroy_process_group()
 
     atexit.register(record)
     comm.synchronize()  # a collective the closing barrier follows
