@@ -46,7 +46,7 @@ from _common import (
 )
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils.logger import setup_logger
-from torch import nn
+from fvcore.nn.precise_bn import BN_MODULE_TYPES, update_bn_stats
 
 import ir_d2  # noqa: F401
 from ir_d2.engine.defaults import setup_cfg
@@ -117,25 +117,22 @@ def build(family: str, args, out: Path):
     return label, scaled, detector, frames, setup_cfg(config, opts)
 
 
-def with_frame_statistics(model, frames: str, cfg):
+def with_frame_statistics(model, inputs):
     """
     A copy of ``model`` whose BatchNorm layers hold the statistics of ONE forward over all of
-    ``frames`` at once (each layer normalised by them as it goes, as training at a batch of every
-    frame would), the rest in eval mode; None for a model without BatchNorm. Set beside the
-    running statistics (averages over the training batches), it tells a net that does not fit its
-    frames from one whose running statistics are not the frames' (see the module docstring).
+    ``inputs`` (every frame) at once, by fvcore's precise BN over that single batch (each layer
+    normalised by them as it goes, as training at a batch of every frame would), the rest in eval
+    mode; None for a model without BatchNorm. Set beside the running statistics (averages over
+    the training batches), it tells a net that does not fit its frames from one whose running
+    statistics are not the frames' (see the module docstring).
     """
     copy = deepcopy(model).eval()
-    norms = [m for m in copy.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in copy.modules() if isinstance(m, BN_MODULE_TYPES)]
     if not norms:
         return None
     for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a plain average: after one forward, that batch's statistics
-        m.train()
-    inputs = [x for batch in IRTrainer.build_test_loader(cfg, frames) for x in batch]
-    with torch.no_grad():
-        copy(inputs)
+        m.train()  # update_bn_stats recomputes the layers left in training mode
+    update_bn_stats(copy, [inputs], num_iters=1)
     return copy.eval()
 
 
@@ -146,16 +143,18 @@ def run(family: str, args, out: Path) -> dict:
     trainer.resume_or_load(resume=False)
     metric = "segm AP50" if detector else "IoU"
 
+    # the frames, read and mapped once: every evaluation scores the same inputs
+    batches = list(IRTrainer.build_test_loader(cfg, frames))
+
     def score(model):
-        loader = IRTrainer.build_test_loader(cfg, frames)
         evaluator = IRTrainer.build_evaluator(cfg, frames, str(out / family / "eval"))
-        results = inference_on_dataset(model, loader, evaluator)
+        results = inference_on_dataset(model, batches, evaluator)
         return round(float(results["segm"]["AP50"] if detector else results["irstd"]["IoU"]), 2)
 
     def evaluate(trainer):
         point = {metric: score(trainer.model)}
         if not detector:  # the same weights with the BatchNorm statistics of all the frames
-            frame_stats = with_frame_statistics(trainer.model, frames, cfg)
+            frame_stats = with_frame_statistics(trainer.model, [x for b in batches for x in b])
             if frame_stats is not None:
                 point[FRAME_STATS] = score(frame_stats)
         print(f"{label}: iteration {trainer.iter + 1}, {point}", flush=True)
