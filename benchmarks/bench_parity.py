@@ -9,12 +9,16 @@ learning curves (test IoU and mean training loss) in one table and one PNG.
     IR_D2_DATASETS=datasets python3 benchmarks/bench_parity.py --official PATH/TO/CLONE \
         [--backbone resnet_10] [--epochs 12] [--eval-every 3] [--batch 4] [--crop 128] \
         [--seed 0] [--output output/bench_parity] [--resume]
+    # parity as distributions: several seeds, then their test IoU side by side
+    ... --seeds 0 1 2 --resume        # or, over reports run before: --summarise DIR DIR ...
 
 ``--official`` is a user's clone of the authors' repository; it is never written to nor copied
 into ir_d2. The script copies its ``train.py`` and ``model/`` into ``<output>/official_src`` and
 changes only what is needed to run there on the CPU, to seed it, to stop after ``--epochs``
 epochs (the lr schedule keeps its 1500-epoch ``T_max``, as the official command has it), to test
-every ``--eval-every`` epochs and to save each test's probabilities and timings; it prints that
+every ``--eval-every`` epochs and to save each test's probabilities, timings and the final
+output's own training loss (the scored output; the mean over the outputs can fall while it stays
+stuck, and ir_d2 logs it as ``irstd/loss_<name>_final``); it prints that
 diff, saves it as ``official.diff``, and runs the copy with this interpreter (which needs the
 official code's imports: scikit-image, tqdm). The reduced recipe is set on both sides through the
 official script's own arguments (``--crop_size``, ``--train_batch_size``, ``--backbone``,
@@ -36,13 +40,24 @@ target pixels, intensity and padding). ``--checks-only`` runs just these. With a
 SIRST-5K authors' code (github.com/luy0222/SIRST-5K at a commit that still has ``train.py`` and
 ``model/``: the repository's current head deleted both) the same harness runs its training
 against ir_d2's SIRST-5K net (the lockstep maps DNANet's layer names only).
+
+Under the reduced recipe an empty prediction is a minimum of the batch Soft-IoU that both codes
+enter and leave at random iterations, so one seed per side cannot show parity (one code against
+itself differs by 27 points). ``--seeds`` runs several seeds (each in ``<output>/seed<N>``, kept
+with ``--resume``) and sets them side by side in ``bench_parity_seeds.{json,md,png}``: each
+side's test IoU over the seeds, ir_d2's mean minus the official code's with a 95% bootstrap
+interval and an exact permutation p-value, and a verdict against the 2-point goal.
+``--summarise`` does the same over reports already written (seeds run with different
+``--epochs`` or ``--eval-every`` meet at the iterations they all scored).
 """
 
 import argparse
 import copy
 import difflib
 import importlib.util
+import itertools
 import json
+import math
 import os
 import random
 import re
@@ -127,7 +142,17 @@ PATCHES = [
     (
         "        tbar = tqdm(self.train_data)\n        self.model.train()\n",
         "        tbar = tqdm(self.train_data)\n        self.model.train()\n"
-        "        parity_t0 = time.perf_counter()\n",
+        "        parity_t0 = time.perf_counter()\n        self.parity_final = []\n",
+    ),
+    (  # the final output's own loss (the scored one), beside the mean over the outputs
+        "                for pred in preds:\n"
+        "                    loss += SoftIoULoss(pred, labels)\n"
+        "                loss /= len(preds)\n",
+        "                for pred in preds:\n"
+        "                    loss += SoftIoULoss(pred, labels)\n"
+        "                loss /= len(preds)\n"
+        "                self.parity_final.append(\n"
+        "                    float(SoftIoULoss(preds[-1].detach(), labels)))\n",
     ),
     (
         "        self.train_loss = losses.avg\n",
@@ -155,7 +180,9 @@ PATCHES = [
         "        with open(os.path.join(PARITY['out'], 'log.jsonl'), 'a') as parity_f:\n"
         "            parity_f.write(json.dumps({'epoch': epoch, 'mIoU': float(mean_IOU),\n"
         "                'train_loss': float(self.train_loss), 'seconds': self.parity_seconds,\n"
-        "                'iterations': self.parity_iterations}) + '\\n')\n",
+        "                'iterations': self.parity_iterations,\n"
+        "                'final_loss': float(numpy.mean(self.parity_final or [numpy.nan])),\n"
+        "                }) + '\\n')\n",
     ),
     (
         "    for epoch in range(args.start_epoch, args.epochs):\n"
@@ -272,6 +299,7 @@ def run_official(args, out: Path, nudt: Path) -> dict:
             {
                 "iteration": iterations,
                 "train_loss": round(entry["train_loss"], 4),
+                "final_loss": round(entry["final_loss"], 4) if "final_loss" in entry else None,
                 "official_mIoU": round(100 * entry["mIoU"], 2),
                 **score_probs(probs),
             }
@@ -319,13 +347,21 @@ def ir_d2_cfg(args, flavour: str, iterations: int):
     return setup_cfg(FLAVOURS[flavour][1], opts)
 
 
-def epoch_loss(storage, per_epoch: int) -> float:
-    """The mean ``total_loss`` of the last ``per_epoch`` iterations: the official code's train loss
-    at a test (its ``AverageMeter`` over the epoch just trained), not the mean since the previous
-    test that ``train_and_watch`` reports (over ``--eval-every`` epochs; early in training, while
-    the loss falls, that one is higher)."""
-    values = [v for v, _ in storage.history("total_loss").values()[-per_epoch:]]
+def epoch_loss(storage, per_epoch: int, key: str = "total_loss") -> float:
+    """The mean ``key`` of the last ``per_epoch`` iterations: the official code's train loss at a
+    test (its ``AverageMeter`` over the epoch just trained), not the mean since the previous test
+    that ``train_and_watch`` reports (over ``--eval-every`` epochs; early in training, while the
+    loss falls, that one is higher)."""
+    values = [v for v, _ in storage.history(key).values()[-per_epoch:]]
     return round(sum(values) / len(values), 4)
+
+
+def final_head_loss(storage, per_epoch: int):
+    """:func:`epoch_loss` of the final output's own loss (``irstd/loss_<name>_final``, the output
+    that is scored: with deep supervision the mean over the outputs can fall while it stays
+    stuck); None where the segmentor logged no such key."""
+    keys = [k for k in storage.histories() if k.startswith("irstd/loss_") and k.endswith("_final")]
+    return epoch_loss(storage, per_epoch, keys[0]) if len(keys) == 1 else None
 
 
 def run_ir_d2(args, flavour: str) -> dict:
@@ -344,9 +380,9 @@ def run_ir_d2(args, flavour: str) -> dict:
         loader = IRTrainer.build_test_loader(cfg, TEST)
         metrics = inference_on_dataset(trainer.model, loader, build_irstd_evaluator(cfg, TEST))
         print(f"ir_d2: iteration {trainer.iter + 1}, IoU {metrics['irstd']['IoU']:.2f}", flush=True)
-        return {"train_loss": epoch_loss(trainer.storage, per_epoch)} | {
-            k: round(metrics["irstd"][k], 2) for k in METRICS
-        }
+        losses = {"train_loss": epoch_loss(trainer.storage, per_epoch)}
+        losses["final_loss"] = final_head_loss(trainer.storage, per_epoch)
+        return losses | {k: round(metrics["irstd"][k], 2) for k in METRICS}
 
     points = train_and_watch(trainer, per_epoch * args.eval_every, evaluate)
     seconds = points[-1]["train_seconds"]
@@ -608,9 +644,16 @@ def plot(report, path: Path) -> None:
     for side, label in (("official", "official code"), ("ir_d2", "ir_d2")):
         curve = report[side]["curve"]
         ax.plot([p["iteration"] for p in curve], [p["IoU"] for p in curve], "o-", label=label)
+    _finish_plot(fig, ax, f"{report['official']['flavour']}: {TEST}", path)
+
+
+def _finish_plot(fig, ax, title: str, path: Path) -> None:
+    """The test-IoU axes of both parity plots, saved to ``path``."""
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("iteration")
     ax.set_ylabel("test IoU (%) by IRSTDEvaluator")
-    ax.set_title(f"{report['official']['flavour']}: {TEST}")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -623,12 +666,14 @@ def markdown(report) -> str:
     rows = []
     for a, b in zip(off["curve"], ours["curve"]):
         delta = round(b["IoU"] - a["IoU"], 2)
+        finals = [a.get("final_loss", "—"), b.get("final_loss", "—")]  # older reports: none
         rows.append(
-            [a["iteration"], a["train_loss"], b["train_loss"], a["official_mIoU"], a["IoU"]]
-            + [b["IoU"], delta]
+            [a["iteration"], a["train_loss"], b["train_loss"], *finals, a["official_mIoU"]]
+            + [a["IoU"], b["IoU"], delta]
         )
-    header = ["iteration", "train loss: official", "ir_d2", "IoU: official (own mIoU)"]
-    header += ["official (IRSTDEvaluator)", "ir_d2", "ir_d2 - official"]
+    header = ["iteration", "train loss: official", "ir_d2", "final output's loss: official"]
+    header += ["ir_d2", "IoU: official (own mIoU)", "official (IRSTDEvaluator)", "ir_d2"]
+    header += ["ir_d2 - official"]
     curve = markdown_table(header, rows)
     final = markdown_table(
         ["side", *METRICS, "s / iteration"],
@@ -688,11 +733,214 @@ def checks_markdown(report) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+# --------------------------------------------------------------------------- several seeds
+SIDES = ("official", "ir_d2")
+#: what may differ between the runs whose seeds are set side by side (the lr schedule does not
+#: depend on the number of epochs: both sides keep the official 1500-epoch T_max, a constant lr)
+SEED_KEYS = ("seed", "epochs", "eval_every")
+#: a test IoU (%) below this: the net sits at the empty-prediction minimum of the batch Soft-IoU
+EMPTY_IOU = 1.0
+#: the goal: ir_d2's mean test IoU within this many points of the official code's
+GOAL_POINTS = 2.0
+
+
+def distribution(values) -> dict:
+    """Mean, sample standard deviation, median, extremes and the count at the empty minimum."""
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "n": len(v),
+        "mean": round(float(v.mean()), 2),
+        "std": round(float(v.std(ddof=1)), 2) if len(v) > 1 else None,
+        "median": round(float(np.median(v)), 2),
+        "min": round(float(v.min()), 2),
+        "max": round(float(v.max()), 2),
+        "at_empty_minimum": int((v < EMPTY_IOU).sum()),
+    }
+
+
+def mean_difference(official, ours, draws: int = 20000, seed: int = 0) -> dict:
+    """ir_d2's mean minus the official code's, with a 95% bootstrap interval (each side's seeds
+    resampled with replacement; ``seed`` fixes the draws) and the two-sided permutation p-value
+    of the difference of means (exact over every relabelling of the seeds while there are at
+    most ``draws`` of them, else ``draws`` random ones). The verdict: parity shown when the
+    interval lies within +-GOAL_POINTS; the codes differ when p < 0.05; else not resolved."""
+    a, b = np.asarray(official, np.float64), np.asarray(ours, np.float64)
+    delta = float(b.mean() - a.mean())
+    rng = np.random.default_rng(seed)
+    boot = rng.choice(b, (draws, len(b))).mean(1) - rng.choice(a, (draws, len(a))).mean(1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    pooled, n = np.concatenate([a, b]), len(a) + len(b)
+    if math.comb(n, len(b)) <= draws:
+        splits = [list(c) for c in itertools.combinations(range(n), len(b))]
+    else:
+        splits = [rng.permutation(n)[: len(b)] for _ in range(draws)]
+    total = pooled.sum()
+    diffs = []
+    for chosen in splits:
+        ours_sum = pooled[chosen].sum()
+        diffs.append(ours_sum / len(b) - (total - ours_sum) / len(a))
+    p = float(np.mean(np.abs(diffs) >= abs(delta) - 1e-9))
+    if -GOAL_POINTS <= low and high <= GOAL_POINTS:
+        verdict = f"parity shown: the 95% interval lies within +-{GOAL_POINTS:g} points"
+    elif p < 0.05:
+        verdict = "the codes differ (permutation p < 0.05)"
+    else:
+        verdict = (
+            f"not resolved: permutation p >= 0.05, and the 95% interval is not within "
+            f"+-{GOAL_POINTS:g} points"
+        )
+    return {
+        "mean": round(delta, 2),
+        "interval_95": [round(float(low), 2), round(float(high), 2)],
+        "permutation_p": round(p, 3),
+        "verdict": verdict,
+    }
+
+
+def _iou_at(report, side: str, iteration: int) -> float:
+    return next(p["IoU"] for p in report[side]["curve"] if p["iteration"] == iteration)
+
+
+def seeds_report(reports, names) -> dict:
+    """Parity as distributions: several reports of this script (``names``: where each was read),
+    one seed each and the same recipe (only SEED_KEYS may differ), set side by side at every
+    iteration that each run scored on both sides: each side's test IoU over the seeds
+    (:func:`distribution`), ir_d2's mean minus the official code's (:func:`mean_difference`)
+    and the time per iteration. One seed cannot show parity under this recipe: an empty
+    prediction is a minimum of the batch Soft-IoU that both codes enter and leave at random
+    iterations, so one code against itself can differ by 27 points."""
+    if len(reports) < 2:
+        raise CommandLineError("parity over seeds needs the reports of at least two seeds")
+    for report, name in zip(reports, names):
+        missing = [k for k in ("conditions", *SIDES) if k not in report]
+        if missing:
+            raise CommandLineError(f"{name}: not a report of a parity run (no {missing})")
+
+    def recipe(report):
+        return {k: v for k, v in report["conditions"].items() if k not in SEED_KEYS}
+
+    base = recipe(reports[0])
+    for report, name in zip(reports[1:], names[1:]):
+        other = recipe(report)
+        differ = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+        if differ:
+            raise CommandLineError(f"{name}: another recipe than {names[0]} ({', '.join(differ)})")
+    seeds = [r["conditions"]["seed"] for r in reports]
+    if len(set(seeds)) != len(seeds):
+        raise CommandLineError(f"a seed appears twice among {names}: {seeds}")
+    scored = [{p["iteration"] for p in r[side]["curve"]} for r in reports for side in SIDES]
+    iterations = sorted(set.intersection(*scored))
+    if not iterations:
+        raise CommandLineError(f"no iteration was scored by every run of {names}")
+    points = []
+    for iteration in iterations:
+        iou = {side: [_iou_at(r, side, iteration) for r in reports] for side in SIDES}
+        points.append(
+            {
+                "iteration": iteration,
+                **{side: distribution(iou[side]) | {"IoU": iou[side]} for side in SIDES},
+                "difference": mean_difference(iou["official"], iou["ir_d2"]),
+            }
+        )
+    times = {side: [r[side]["s_per_iter"] for r in reports] for side in SIDES}
+    return {
+        "recipe": base,
+        "seeds": seeds,
+        "reports": [str(n) for n in names],
+        "flavour": reports[0]["official"]["flavour"],
+        "points": points,
+        "s_per_iter": times,
+        "time_ratio": round(float(np.mean(times["ir_d2"]) / np.mean(times["official"])), 3),
+    }
+
+
+def seeds_markdown(report) -> str:
+    def spread(d):
+        std = "" if d["std"] is None else f" +- {d['std']}"
+        return f"{d['mean']}{std} (median {d['median']}, {d['min']}-{d['max']})"
+
+    rows = []
+    for p in report["points"]:
+        off, ours, diff = p["official"], p["ir_d2"], p["difference"]
+        rows.append(
+            [p["iteration"], spread(off), spread(ours)]
+            + [f"{off['at_empty_minimum']} / {ours['at_empty_minimum']}"]
+            + [f"{diff['mean']} [{diff['interval_95'][0]}, {diff['interval_95'][1]}]"]
+            + [diff["permutation_p"], diff["verdict"]]
+        )
+    header = ["iteration", "test IoU: official, mean +- std", "ir_d2"]
+    header += [f"seeds below IoU {EMPTY_IOU:g}: official / ir_d2"]
+    header += ["ir_d2 - official [95% interval]", "permutation p", "verdict"]
+    per_seed = markdown_table(
+        ["seed", *(f"{p['iteration']}: official / ir_d2" for p in report["points"])],
+        [
+            [
+                seed,
+                *(f"{p['official']['IoU'][i]} / {p['ir_d2']['IoU'][i]}" for p in report["points"]),
+            ]
+            for i, seed in enumerate(report["seeds"])
+        ],
+    )
+    r, t = report["recipe"], report["s_per_iter"]
+    return (
+        f"{report['flavour']} on {TEST}, {len(report['seeds'])} seeds "
+        f"({', '.join(map(str, report['seeds']))}): batch {r['batch']}, crop {r['crop']}, "
+        f"{r['optimizer']} lr {r['lr']}, {r['threads']} threads\n\n"
+        f"{markdown_table(header, rows)}\nTest IoU of each seed:\n\n{per_seed}\n"
+        f"Time per iteration: official {np.mean(t['official']):.3f} s, ir_d2 "
+        f"{np.mean(t['ir_d2']):.3f} s (mean over the seeds; ir_d2 / official "
+        f"{report['time_ratio']})\n"
+    )
+
+
+def seeds_plot(report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    points = report["points"]  # one column per scored iteration, the two sides side by side
+    for k, (side, label) in enumerate((("official", "official code"), ("ir_d2", "ir_d2"))):
+        x = np.arange(len(points)) + (k - 0.5) * 0.3
+        for xi, p in zip(x, points):
+            seeds = len(p[side]["IoU"])
+            jitter = np.linspace(-0.05, 0.05, seeds) if seeds > 1 else [0.0]
+            ax.scatter(xi + np.asarray(jitter), p[side]["IoU"], color=f"C{k}", alpha=0.6, s=18)
+        means = [p[side]["mean"] for p in points]
+        ax.plot(x, means, "_-", color=f"C{k}", ms=20, label=f"{label} (dots: seeds; bar: mean)")
+    ax.set_xticks(range(len(points)), [str(p["iteration"]) for p in points])
+    ax.set_xlim(-0.6, len(points) - 0.4)
+    _finish_plot(fig, ax, f"{report['flavour']}, {len(report['seeds'])} seeds: {TEST}", path)
+
+
+def summarise(paths, out: Path) -> dict:
+    """:func:`seeds_report` of the ``bench_parity.json`` in each folder of ``paths``, written to
+    ``out`` as ``bench_parity_seeds.{json,md,png}``."""
+    reports, names = [], []
+    for folder in map(Path, paths):
+        path = folder / "bench_parity.json" if folder.is_dir() else folder
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise CommandLineError(f"{path}: cannot read a parity report ({e})") from e
+        if reports[-1].get("tool") != TOOL:
+            raise CommandLineError(f"{path}: not written by {TOOL}")
+        names.append(str(path))
+    report = seeds_report(reports, names)
+    text = seeds_markdown(report)
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(out, "bench_parity_seeds", TOOL, report, text)
+    seeds_plot(report, out / "bench_parity_seeds.png")
+    print(text)
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--official", required=True, help="a clone of the authors' repository")
+    parser.add_argument("--official", default=None, help="a clone of the authors' repository")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of 663 // batch iterations")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--channel-size", choices=sorted(CHANNEL_SIZES), default="three")
@@ -716,15 +964,52 @@ def main(argv=None):
     )
     parser.add_argument("--output", default="output/bench_parity")
     parser.add_argument("--resume", action="store_true", help="keep a side already run alike")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="run each seed into <output>/seed<N> (the checks with the first only), then set "
+        "them side by side in <output>/bench_parity_seeds.{json,md,png}",
+    )
+    parser.add_argument(
+        "--summarise",
+        nargs="+",
+        default=None,
+        metavar="REPORT",
+        help="no training: set the parity reports (folders holding bench_parity.json) of "
+        "several seeds side by side in <output>",
+    )
     args = parser.parse_args(argv)
+    out = Path(args.output)
+    if args.summarise:
+        return summarise(args.summarise, out)
+    if not args.official:
+        parser.error("--official is needed unless --summarise")
     use_datasets(args.datasets)
     setup_logger(name="ir_d2")
     nudt = Path(os.environ.get("IR_D2_DATASETS", "datasets")).resolve() / "nudt-sirst"
     if not (nudt / "50_50" / "test.txt").is_file():
         raise CommandLineError(f"NUDT-SIRST not found at {nudt} (set --datasets or IR_D2_DATASETS)")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     flavour = official_flavour(Path(args.official).expanduser().resolve())
+    if not args.seeds:
+        return run_seed(args, out, nudt, flavour)
+    if args.checks_only:
+        parser.error("--checks-only runs no seed; leave --seeds out")
+    folders = []
+    for k, seed in enumerate(args.seeds):
+        one = copy.copy(args)
+        one.seed, one.output = seed, str(out / f"seed{seed}")
+        if k:  # the model and data checks do not depend on the seed
+            one.lockstep, one.augmentation_samples = 0, 0
+        run_seed(one, Path(one.output), nudt, flavour)
+        folders.append(one.output)
+    return summarise(folders, out)
+
+
+def run_seed(args, out: Path, nudt: Path, flavour: str) -> dict:
+    """One seed: the checks, then both trainings (each kept with ``--resume``), in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     report = {"conditions": conditions(args)}
     report["lockstep"] = lockstep(args, flavour, args.lockstep) if args.lockstep else None
     report["augmentation"] = (
@@ -737,7 +1022,7 @@ def main(argv=None):
         write_report(out, "bench_parity_checks", TOOL, report, text)
         print(text)
         return report
-    for side in ("official", "ir_d2"):
+    for side in SIDES:
         path = out / f"{side}.json"
         result = saved_result(path, conditions(args), args.resume)
         if result is None:

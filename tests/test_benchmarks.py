@@ -5,6 +5,7 @@ shape and the values that must hold on any device.
 """
 
 import argparse
+import itertools
 import json
 import sys
 
@@ -133,6 +134,12 @@ def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_al
             storage.put_scalar("total_loss", value)
         assert bench_parity.epoch_loss(storage, 2) == pytest.approx(0.4)
         assert bench_parity.epoch_loss(storage, 5) == pytest.approx(0.7)
+        assert bench_parity.final_head_loss(storage, 2) is None  # no per-output losses logged
+        for i, value in enumerate([0.99, 0.97, 0.98, 0.96, 0.95]):  # stuck while the mean falls
+            storage.iter = i
+            storage.put_scalar("irstd/loss_soft_iou_final", value)
+            storage.put_scalar("irstd/loss_soft_iou_head0", 0.1)
+        assert bench_parity.final_head_loss(storage, 2) == pytest.approx(0.955)
     if not (SHARED_DATA / "nudt-sirst").is_dir():
         pytest.skip(f"real IR data {SHARED_DATA / 'nudt-sirst'} is absent")
     use_datasets(str(SHARED_DATA))
@@ -146,6 +153,139 @@ def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_al
     assert bench_parity.score_probs(np.zeros((3, 256, 256), np.float32), frames)["IoU"] == 0.0
     with pytest.raises(ValueError, match="2 official predictions for 3 test frames"):
         bench_parity.score_probs(np.stack(masks[:2]), frames)
+
+
+def _parity_report(seed, official, ours, epochs=6, eval_every=6, lr=0.001):
+    """A parity report as ``bench_parity`` writes it: ``official`` and ``ours`` map an iteration
+    to the test IoU."""
+
+    def side(curve, s_per_iter):
+        points = [{"iteration": i, "IoU": iou} for i, iou in sorted(curve.items())]
+        return {"flavour": "dnanet", "s_per_iter": s_per_iter, "curve": points}
+
+    conditions = {"epochs": epochs, "eval_every": eval_every, "batch": 4, "crop": 128}
+    conditions |= {"seed": seed, "optimizer": "Adam", "lr": lr, "threads": 2}
+    return (
+        {"tool": "benchmarks/bench_parity.py", "conditions": conditions},
+        side(official, 1.0),
+        side(ours, 0.9),
+    )
+
+
+def test_bench_parity_sets_seeds_side_by_side_as_distributions(tmp_path, capsys):
+    """Parity over seeds: each side's test IoU as a distribution at the iterations every run
+    scored, ir_d2's mean minus the official one with a bootstrap interval and an exact
+    permutation p-value, and a verdict against the 2-point goal; runs of another recipe, a seed
+    twice or no shared iteration are refused by name."""
+    import bench_parity
+    import numpy as np
+
+    from ir_d2.utils.cli import CommandLineError
+
+    d = bench_parity.distribution([0.0, 0.0, 10.0, 30.0])
+    assert d == {"n": 4, "mean": 10.0, "std": 14.14, "median": 5.0, "min": 0.0, "max": 30.0} | {
+        "at_empty_minimum": 2
+    }
+    assert bench_parity.distribution([0.0, 0.5, 1.0])["at_empty_minimum"] == 2  # IoU below 1
+    # separated sides: only the two extreme relabellings of C(10, 5) = 252 reach the difference
+    far = bench_parity.mean_difference([50.0, 51, 52, 53, 54], [0.0, 1, 2, 3, 4])
+    assert far["mean"] == -50.0 and far["permutation_p"] == round(2 / 252, 3)
+    assert far["verdict"].startswith("the codes differ")
+    assert far["interval_95"][1] < -45  # every bootstrap draw lies far below 0
+    close = bench_parity.mean_difference([20.0, 20.5, 21, 20.2], [20.1, 20.4, 20.9, 20.6])
+    assert close["verdict"].startswith("parity shown")
+    assert -2 <= close["interval_95"][0] <= close["mean"] <= close["interval_95"][1] <= 2
+    # one code against itself at the empty minimum or not: nothing can be said within 2 points
+    wide = bench_parity.mean_difference([0.0, 27.6, 25.0], [4.6, 0.0, 26.0])
+    assert wide["verdict"].startswith("not resolved") and wide["permutation_p"] > 0.5
+    # the p-value counts relabellings independently of the function's own loop
+    a, b = np.array([0.0, 27.6, 25.0]), np.array([4.6, 0.0, 26.0])
+    pooled, observed = np.concatenate([a, b]), abs(b.mean() - a.mean())
+    count = [
+        abs(pooled[list(c)].mean() - np.delete(pooled, list(c)).mean()) >= observed - 1e-9
+        for c in itertools.combinations(range(6), 3)
+    ]
+    assert wide["permutation_p"] == round(float(np.mean(count)), 3)
+
+    folders = []
+    runs = [  # seed 0 scored at 495 and 990, seeds 1-2 at 330, 660, 990: shared only 990
+        _parity_report(0, {495: 10.45, 990: 0.0}, {495: 20.75, 990: 4.6}, 9, 3),
+        _parity_report(1, {330: 10.6, 660: 24.2, 990: 27.6}, {330: 26.4, 660: 0, 990: 0}, 6, 2),
+        _parity_report(2, {990: 25.0}, {990: 26.0}),
+    ]
+    for seed, (head, official, ours) in enumerate(runs):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        (folder / "bench_parity.json").write_text(
+            json.dumps(head | {"official": official, "ir_d2": ours})
+        )
+        folders.append(str(folder))
+    out = tmp_path / "summary"
+    report = bench_parity.main(["--summarise", *folders, "--output", str(out)])
+    assert report["seeds"] == [0, 1, 2] and [p["iteration"] for p in report["points"]] == [990]
+    point = report["points"][0]
+    assert point["official"]["IoU"] == [0.0, 27.6, 25.0] and point["ir_d2"]["IoU"] == [4.6, 0, 26]
+    assert point["official"]["mean"] == 17.53 and point["ir_d2"]["at_empty_minimum"] == 1
+    assert point["difference"] == wide
+    assert report["time_ratio"] == 0.9
+    saved = json.loads((out / "bench_parity_seeds.json").read_text())
+    assert saved["tool"] == "benchmarks/bench_parity.py" and saved["points"] == report["points"]
+    assert (out / "bench_parity_seeds.png").stat().st_size > 0
+    text = (out / "bench_parity_seeds.md").read_text()
+    assert "| 2 | 25.0 / 26.0 |" in text and text in capsys.readouterr().out
+
+    head, official, ours = _parity_report(3, {990: 1.0}, {990: 2.0}, lr=0.05)
+    other = tmp_path / "other_lr.json"
+    other.write_text(json.dumps(head | {"official": official, "ir_d2": ours}))
+    with pytest.raises(CommandLineError, match=r"other_lr.json: another recipe than .*\(lr\)"):
+        bench_parity.main(["--summarise", folders[0], str(other), "--output", str(out)])
+    with pytest.raises(CommandLineError, match="a seed appears twice"):
+        bench_parity.main(["--summarise", folders[0], folders[0], "--output", str(out)])
+    head, official, ours = _parity_report(4, {500: 1.0}, {500: 2.0})
+    elsewhere = tmp_path / "at_500.json"
+    elsewhere.write_text(json.dumps(head | {"official": official, "ir_d2": ours}))
+    with pytest.raises(CommandLineError, match="no iteration was scored by every run"):
+        bench_parity.summarise([folders[1], str(elsewhere)], out)
+    with pytest.raises(CommandLineError, match="absent.json: cannot read a parity report"):
+        bench_parity.summarise([folders[1], str(tmp_path / "absent.json")], out)
+    with pytest.raises(CommandLineError, match="at least two seeds"):
+        bench_parity.main(["--summarise", folders[0], "--output", str(out)])
+    with pytest.raises(SystemExit):  # training needs the authors' clone
+        bench_parity.main(["--output", str(out)])
+
+
+def test_bench_parity_seeds_runs_each_seed_in_its_folder_then_sets_them_side_by_side(
+    tmp_path, monkeypatch
+):
+    """``--seeds``: each seed's run in ``<output>/seed<N>`` with its own seed, the model and data
+    checks with the first seed only, then the summary of exactly those runs in ``<output>``."""
+    import bench_parity
+
+    (tmp_path / "data" / "nudt-sirst" / "50_50").mkdir(parents=True)
+    (tmp_path / "data" / "nudt-sirst" / "50_50" / "test.txt").write_text("000001\n")
+    calls = []
+
+    def fake_run(args, out, nudt, flavour):  # what run_seed writes, without training
+        calls.append((args.seed, out, args.lockstep, args.augmentation_samples, flavour))
+        iou = {990: 10.0 + args.seed}
+        head, official, ours = _parity_report(args.seed, iou, iou)
+        out.mkdir(parents=True)
+        (out / "bench_parity.json").write_text(
+            json.dumps(head | {"official": official, "ir_d2": ours})
+        )
+
+    monkeypatch.setattr(bench_parity, "run_seed", fake_run)
+    monkeypatch.setattr(bench_parity, "official_flavour", lambda clone: "dnanet")
+    out = tmp_path / "parity"
+    argv = ["--official", str(tmp_path), "--datasets", str(tmp_path / "data")]
+    argv += ["--seeds", "3", "5", "--lockstep", "20", "--output", str(out)]
+    report = bench_parity.main(argv)
+    assert calls == [(3, out / "seed3", 20, 800, "dnanet"), (5, out / "seed5", 0, 0, "dnanet")]
+    assert report["seeds"] == [3, 5] and report["points"][0]["ir_d2"]["IoU"] == [13.0, 15.0]
+    assert report["points"][0]["difference"]["mean"] == 0.0
+    assert json.loads((out / "bench_parity_seeds.json").read_text())["seeds"] == [3, 5]
+    with pytest.raises(SystemExit):  # --checks-only trains no seed
+        bench_parity.main([*argv, "--checks-only"])
 
 
 def test_bench_overfit_reports_the_iterations_to_the_bar(tmp_path):
