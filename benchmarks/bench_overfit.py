@@ -145,6 +145,7 @@ def run(family: str, args, out: Path) -> dict:
 
     # the frames, read and mapped once: every evaluation scores the same inputs
     batches = list(IRTrainer.build_test_loader(cfg, frames))
+    every_frame = [x for b in batches for x in b]  # one batch of all: their BN statistics
 
     def score(model):
         evaluator = IRTrainer.build_evaluator(cfg, frames, str(out / family / "eval"))
@@ -154,7 +155,7 @@ def run(family: str, args, out: Path) -> dict:
     def evaluate(trainer):
         point = {metric: score(trainer.model)}
         if not detector:  # the same weights with the BatchNorm statistics of all the frames
-            frame_stats = with_frame_statistics(trainer.model, [x for b in batches for x in b])
+            frame_stats = with_frame_statistics(trainer.model, every_frame)
             if frame_stats is not None:
                 point[FRAME_STATS] = score(frame_stats)
         print(f"{label}: iteration {trainer.iter + 1}, {point}", flush=True)

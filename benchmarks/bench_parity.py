@@ -91,6 +91,9 @@ from ir_d2.utils.cli import CommandLineError
 TOOL = "benchmarks/bench_parity.py"
 TRAIN, TEST = "nudt_sirst_train", "nudt_sirst_test"
 METRICS = ("IoU", "nIoU", "Pd", "Fa", "F1")
+SIDES = ("official", "ir_d2")
+#: each side's name in the plots
+SIDE_LABELS = {"official": "official code", "ir_d2": "ir_d2"}
 FLAVOURS = {
     # flavour: (the model file that identifies it, ir_d2's config, the official --model, backbone)
     "dnanet": (
@@ -641,7 +644,7 @@ def plot(report, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for side, label in (("official", "official code"), ("ir_d2", "ir_d2")):
+    for side, label in SIDE_LABELS.items():
         curve = report[side]["curve"]
         ax.plot([p["iteration"] for p in curve], [p["IoU"] for p in curve], "o-", label=label)
     _finish_plot(fig, ax, f"{report['official']['flavour']}: {TEST}", path)
@@ -666,7 +669,8 @@ def markdown(report) -> str:
     rows = []
     for a, b in zip(off["curve"], ours["curve"]):
         delta = round(b["IoU"] - a["IoU"], 2)
-        finals = [a.get("final_loss", "—"), b.get("final_loss", "—")]  # older reports: none
+        # the final output's loss: none in older reports, nor where the segmentor logs none
+        finals = ["—" if x.get("final_loss") is None else x["final_loss"] for x in (a, b)]
         rows.append(
             [a["iteration"], a["train_loss"], b["train_loss"], *finals, a["official_mIoU"]]
             + [a["IoU"], b["IoU"], delta]
@@ -734,7 +738,6 @@ def checks_markdown(report) -> str:
 
 
 # --------------------------------------------------------------------------- several seeds
-SIDES = ("official", "ir_d2")
 #: what may differ between the runs whose seeds are set side by side (the lr schedule does not
 #: depend on the number of epochs: both sides keep the official 1500-epoch T_max, a constant lr)
 SEED_KEYS = ("seed", "epochs", "eval_every")
@@ -770,15 +773,12 @@ def mean_difference(official, ours, draws: int = 20000, seed: int = 0) -> dict:
     boot = rng.choice(b, (draws, len(b))).mean(1) - rng.choice(a, (draws, len(a))).mean(1)
     low, high = np.percentile(boot, [2.5, 97.5])
     pooled, n = np.concatenate([a, b]), len(a) + len(b)
-    if math.comb(n, len(b)) <= draws:
-        splits = [list(c) for c in itertools.combinations(range(n), len(b))]
+    if math.comb(n, len(b)) <= draws:  # (splits, len(b)): the indices labelled ir_d2's
+        chosen = np.array(list(itertools.combinations(range(n), len(b))))
     else:
-        splits = [rng.permutation(n)[: len(b)] for _ in range(draws)]
-    total = pooled.sum()
-    diffs = []
-    for chosen in splits:
-        ours_sum = pooled[chosen].sum()
-        diffs.append(ours_sum / len(b) - (total - ours_sum) / len(a))
+        chosen = np.array([rng.permutation(n)[: len(b)] for _ in range(draws)])
+    ours_sum = pooled[chosen].sum(1)
+    diffs = ours_sum / len(b) - (pooled.sum() - ours_sum) / len(a)
     p = float(np.mean(np.abs(diffs) >= abs(delta) - 1e-9))
     if -GOAL_POINTS <= low and high <= GOAL_POINTS:
         verdict = f"parity shown: the 95% interval lies within +-{GOAL_POINTS:g} points"
@@ -901,7 +901,7 @@ def seeds_plot(report, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     points = report["points"]  # one column per scored iteration, the two sides side by side
-    for k, (side, label) in enumerate((("official", "official code"), ("ir_d2", "ir_d2"))):
+    for k, (side, label) in enumerate(SIDE_LABELS.items()):
         x = np.arange(len(points)) + (k - 0.5) * 0.3
         for xi, p in zip(x, points):
             seeds = len(p[side]["IoU"])
