@@ -7,6 +7,7 @@ interpreters, which import them by name; each registers its datasets itself thro
 
 import atexit
 import json
+import os
 import zlib
 
 import cv2
@@ -44,6 +45,19 @@ def record_open_group_at_exit(prefix):
 
     atexit.register(record)
     comm.synchronize()  # a collective the closing barrier follows
+
+
+def finish_then_abort(prefix, when):
+    """Write ``<prefix>.rank<r>``, then rank 1 dies of SIGABRT: ``when`` "in_job" before the job
+    returns, "at_exit" in the interpreter's teardown, after ``launch``'s worker returned."""
+    rank = comm.get_rank()
+    comm.synchronize()
+    with open(f"{prefix}.rank{rank}", "w") as f:
+        f.write("done")
+    if rank == 1 and when == "in_job":
+        os.abort()
+    if rank == 1 and when == "at_exit":
+        atexit.register(os.abort)
 
 
 def train_and_save_rank_state(config_file, opts, name):

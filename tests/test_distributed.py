@@ -6,6 +6,7 @@ one-rank evaluation for IRSTDEvaluator (masks and instances) and IRCOCOEvaluator
 """
 
 import json
+import logging
 import re
 
 import pytest
@@ -14,9 +15,11 @@ from conftest import remove_datasets, write_user_project
 from detectron2.engine import launch as d2_launch
 from dist_workers import (
     evaluate_fixed_outputs,
+    finish_then_abort,
     record_open_group_at_exit,
     train_and_save_rank_state,
 )
+from torch.multiprocessing import ProcessExitedException
 
 from ir_d2.engine import launch
 from ir_d2.tools import train_net
@@ -173,6 +176,25 @@ def test_each_rank_closes_its_process_group_before_it_exits(tmp_path):
     # detectron2's own launch leaves it open: what the check above tells apart
     d2_launch(record_open_group_at_exit, 2, dist_url="auto", args=(str(tmp_path / "d2"),))
     assert [(tmp_path / f"d2.rank{r}").read_text() for r in (0, 1)] == ["True", "True"]
+
+
+def test_a_worker_killed_after_the_job_is_logged_and_one_killed_in_it_fails_the_run(
+    tmp_path, caplog
+):
+    """A worker that dies of a signal in the interpreter's teardown, after every worker finished
+    its job and closed its group, does not fail the run (logged, naming it); one that dies in
+    the job does, with torch's exception."""
+    with caplog.at_level(logging.WARNING, logger="ir_d2.engine.launch"):
+        assert (
+            launch(finish_then_abort, 2, dist_url="auto", args=(str(tmp_path / "a"), "at_exit"))
+            is None
+        )
+    assert [(tmp_path / f"a.rank{r}").read_text() for r in (0, 1)] == ["done", "done"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "ir_d2.engine.launch"]
+    assert len(warned) == 1 and "worker 1" in warned[0] and "SIGABRT" in warned[0], warned
+    with pytest.raises(ProcessExitedException, match="SIGABRT") as e:
+        launch(finish_then_abort, 2, dist_url="auto", args=(str(tmp_path / "b"), "in_job"))
+    assert e.value.error_index == 1 and (tmp_path / "b.rank1").is_file()
 
 
 def test_what_needs_cuda_is_refused_on_the_cpu_naming_the_key(monkeypatch):

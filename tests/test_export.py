@@ -197,8 +197,9 @@ def test_the_onnx_runtime_predictor_equals_the_pytorch_predictor(tmp_path):
     meta = json.loads((out / "ir_d2_export.json").read_text())
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     bgr8 = cv2.cvtColor(gray8, cv2.COLOR_GRAY2BGR)
-    x = bgr8.transpose(2, 0, 1).astype(np.float32) - np.reshape(meta["pixel_mean"], (-1, 1, 1))
-    x = x / np.reshape(meta["pixel_std"], (-1, 1, 1))
+    x = bgr8.transpose(2, 0, 1).astype(np.float32)
+    x = x[::-1] if meta["input_format"] == "RGB" else x
+    x = (x - np.reshape(meta["pixel_mean"], (-1, 1, 1))) / np.reshape(meta["pixel_std"], (-1, 1, 1))
     d, (h, w) = meta["size_divisibility"], bgr8.shape[:2]
     x = np.pad(x, ((0, 0), (0, -h % d), (0, -w % d)))[None].astype(np.float32)
     prob = session.run(None, {"image": x})[0][0, 0, :h, :w]

@@ -1,8 +1,8 @@
 """
 The papers as written: AFF U-Net's global fusion (SIRST-5K eq. 7) and Xavier init, SGEM's widths
-and counts, the per-target negatives (4z samples), the authors' blur, the Recall column, the
-paper-row configs, and the project pages' deviation and model-zoo tables against the papers'
-figures (the README links each page's deviation table).
+and counts, the per-target negatives (4z samples), the authors' blur and input normalisation, the
+Recall column, the paper-row configs, and the project pages' deviation and model-zoo tables
+against the papers' figures (the README links each page's deviation table).
 """
 
 import re
@@ -14,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from conftest import CONFIGS, REPO_ROOT, ir_cfg
 from detectron2.modeling import build_model
+from PIL import Image
+from torchvision import transforms
 
+from ir_d2.data import IRSTDDatasetMapper
 from ir_d2.data.sirst5k import SIRST5KAugmentation
 from ir_d2.data.transforms import IRRandomGaussianBlur
 from ir_d2.modeling.irstd import AFFUNet, SGEMUNet, UNet
@@ -194,6 +197,33 @@ def test_sirst5k_paper_rows_train_as_the_paper_says():
     # every Table III / IV / V row but "Plain" builds the authors' released network
     for path in sorted((CONFIGS / "IRSTD").glob("irstd_sirst5k_net*.yaml")):
         assert ir_cfg(f"IRSTD/{path.name}").MODEL.IRSTD.NET == "SIRST5KNet", path.name
+
+
+def test_dnanet_code_rows_normalise_a_frame_as_the_authors_transforms(tmp_path):
+    """The DNANet and SIRST-5K rows feed the net what the authors' train.py feeds it: Pillow's
+    convert('RGB'), ToTensor, Normalize with the ImageNet constants. A colour frame tells the
+    channel orders apart (gray frames would not); the BGR base config gives the reversed input."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (18, 22, 3), dtype=np.uint8)
+    rgb[..., 0] = np.maximum(rgb[..., 0], 200)  # R high, B low: the orders differ everywhere
+    rgb[..., 2] = np.minimum(rgb[..., 2], 40)
+    Image.fromarray(rgb).save(tmp_path / "frame.png")
+    record = {"file_name": str(tmp_path / "frame.png"), "height": 18, "width": 22}
+    normalize = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    )
+    official = normalize(Image.open(tmp_path / "frame.png").convert("RGB"))
+
+    def ir_d2_input(config, *opts):
+        cfg = ir_cfg(config, ["MODEL.IRSTD.BASE_CHANNELS", 4, "MODEL.IRSTD.SIZE_DIVISIBILITY", 1])
+        cfg.merge_from_list(list(opts))
+        model = build_model(cfg).eval()
+        return model.preprocess_image([IRSTDDatasetMapper(cfg, False)(dict(record))]).tensor[0]
+
+    for name in ("irstd_dnanet_W16_bs16-1500e_nudt_sirst.yaml", "Base-SIRST5K.yaml"):
+        torch.testing.assert_close(ir_d2_input(f"IRSTD/{name}"), official, atol=1e-5, rtol=0)
+    bgr = ir_d2_input("IRSTD/irstd_dnanet_W16_bs16-1500e_nudt_sirst.yaml", "INPUT.FORMAT", "BGR")
+    assert not torch.allclose(bgr, official, atol=0.1)  # the order matters on this frame
 
 
 def test_no_paper_row_carries_an_improvement_of_ours():

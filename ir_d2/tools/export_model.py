@@ -265,8 +265,8 @@ def export(cfg, fmt: str, out: Path, sample_image=None, overwrite: bool = False)
                 size_divisibility=int(model.size_divisibility),
                 in_channels=int(model.in_channels),
                 threshold=float(cfg.MODEL.IRSTD.THRESHOLD),
-                input="image: (1, C, H, W) float32, (BGR frame - pixel_mean) / pixel_std, zero-"
-                "padded at the bottom and right to multiples of size_divisibility",
+                input="image: (1, C, H, W) float32, (frame in input_format - pixel_mean) / "
+                "pixel_std, zero-padded at the bottom and right to multiples of size_divisibility",
                 output="prob: (1, 1, H, W) float32 target probability (crop the padding)",
             )
         else:
