@@ -8,6 +8,7 @@ interpreters, which import them by name; each registers its datasets itself thro
 import atexit
 import json
 import os
+import time
 import zlib
 
 import cv2
@@ -49,15 +50,28 @@ def record_open_group_at_exit(prefix):
 
 def finish_then_abort(prefix, when):
     """Write ``<prefix>.rank<r>``, then rank 1 dies of SIGABRT: ``when`` "in_job" before the job
-    returns, "at_exit" in the interpreter's teardown, after ``launch``'s worker returned."""
+    returns, "at_exit" in the interpreter's teardown, after ``launch``'s worker returned and once
+    rank 0 has reached its own teardown (so the abort cannot overtake rank 0's marker)."""
     rank = comm.get_rank()
     comm.synchronize()
     with open(f"{prefix}.rank{rank}", "w") as f:
         f.write("done")
     if rank == 1 and when == "in_job":
         os.abort()
-    if rank == 1 and when == "at_exit":
-        atexit.register(os.abort)
+    if when != "at_exit":
+        return
+    exiting = f"{prefix}.rank0.exiting"
+    if rank == 0:
+        atexit.register(lambda: open(exiting, "w").close())
+    else:
+
+        def abort_after_rank0():
+            deadline = time.monotonic() + 60
+            while not os.path.exists(exiting) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.abort()
+
+        atexit.register(abort_after_rank0)
 
 
 def train_and_save_rank_state(config_file, opts, name):
