@@ -164,14 +164,16 @@ def test_the_onnx_runtime_predictor_equals_the_pytorch_predictor(tmp_path):
     config = NETS["SGEMUNet"]
     weights = _weights(config, SMALL, tmp_path)
     out = tmp_path / "export"
+    # RGB order with per-channel constants (the DNANet / SIRST-5K rows' input): the recipe below
+    # must follow input_format, a BGR reading would shift every channel's mean
+    small = [*SMALL, "INPUT.FORMAT", "RGB", "MODEL.PIXEL_MEAN", "[123.675, 116.28, 103.53]"]
+    small += ["MODEL.PIXEL_STD", "[58.395, 57.12, 57.375]", "MODEL.IRSTD.THRESHOLD", "0.3"]
     export_model.main(
-        ["--config-file", config, "--format", "onnx", "--output", str(out), *SMALL,
-         "MODEL.WEIGHTS", weights, "MODEL.IRSTD.THRESHOLD", "0.3"]
+        ["--config-file", config, "--format", "onnx", "--output", str(out), *small,
+         "MODEL.WEIGHTS", weights]
     )  # fmt: skip
-    torch_cfg = setup_cfg(config, [*SMALL, "MODEL.WEIGHTS", weights, "MODEL.IRSTD.THRESHOLD", 0.3])
-    onnx_cfg = setup_cfg(
-        config, [*SMALL, "MODEL.WEIGHTS", str(out / "model.onnx"), "MODEL.IRSTD.THRESHOLD", 0.3]
-    )
+    torch_cfg = setup_cfg(config, [*small, "MODEL.WEIGHTS", weights])
+    onnx_cfg = setup_cfg(config, [*small, "MODEL.WEIGHTS", str(out / "model.onnx")])
     pytorch, exported = IRPredictor(torch_cfg), ExportedPredictor(onnx_cfg)
     rng = np.random.default_rng(0)
     gray8 = rng.integers(0, 120, (61, 83), dtype=np.uint8)
@@ -196,14 +198,16 @@ def test_the_onnx_runtime_predictor_equals_the_pytorch_predictor(tmp_path):
 
     meta = json.loads((out / "ir_d2_export.json").read_text())
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    bgr8 = cv2.cvtColor(gray8, cv2.COLOR_GRAY2BGR)
+    bgr8 = np.stack([gray8, gray8 // 2, 255 - gray8], axis=2)  # colour: the order matters
     x = bgr8.transpose(2, 0, 1).astype(np.float32)
     x = x[::-1] if meta["input_format"] == "RGB" else x
     x = (x - np.reshape(meta["pixel_mean"], (-1, 1, 1))) / np.reshape(meta["pixel_std"], (-1, 1, 1))
     d, (h, w) = meta["size_divisibility"], bgr8.shape[:2]
     x = np.pad(x, ((0, 0), (0, -h % d), (0, -w % d)))[None].astype(np.float32)
+    model_input = pytorch.model.preprocess_image([pytorch.model_input(bgr8)]).tensor.numpy()
+    np.testing.assert_allclose(x, model_input, atol=1e-5, rtol=0)  # what the model is fed
     prob = session.run(None, {"image": x})[0][0, 0, :h, :w]
-    np.testing.assert_allclose(prob, pytorch(gray8)["sem_seg"][0].numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(prob, pytorch(bgr8)["sem_seg"][0].numpy(), atol=1e-4, rtol=0)
 
 
 def test_the_demo_runs_an_exported_net(tmp_path):
