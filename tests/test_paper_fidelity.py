@@ -199,29 +199,46 @@ def test_sirst5k_paper_rows_train_as_the_paper_says():
         assert ir_cfg(f"IRSTD/{path.name}").MODEL.IRSTD.NET == "SIRST5KNet", path.name
 
 
-def test_dnanet_code_rows_normalise_a_frame_as_the_authors_transforms(tmp_path):
-    """The DNANet and SIRST-5K rows feed the net what the authors' train.py feeds it: Pillow's
-    convert('RGB'), ToTensor, Normalize with the ImageNet constants. A colour frame tells the
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, in RGB order
+
+
+def test_code_rows_normalise_a_frame_as_the_authors_transforms(tmp_path):
+    """The DNANet and SIRST-5K rows and the ACM, ALCNet and ISNet baselines feed the net what their
+    authors' code feeds it: Pillow's convert('RGB'), ToTensor, Normalize with the ImageNet
+    constants (torchvision's; MXNet's for ACM / ALCNet, the same formula); UIU-Net's
+    ToTensorLab(flag=0) on skimage's RGB array, recomputed here (its division by the frame's
+    maximum equals ir_d2's by 255 on a frame whose maximum is 255). A colour frame tells the
     channel orders apart (gray frames would not); the BGR base config gives the reversed input."""
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (18, 22, 3), dtype=np.uint8)
     rgb[..., 0] = np.maximum(rgb[..., 0], 200)  # R high, B low: the orders differ everywhere
     rgb[..., 2] = np.minimum(rgb[..., 2], 40)
+    rgb[0, 0, 0] = 255  # UIU-Net divides by the frame's maximum
     Image.fromarray(rgb).save(tmp_path / "frame.png")
     record = {"file_name": str(tmp_path / "frame.png"), "height": 18, "width": 22}
-    normalize = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
-    )
+    normalize = transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     official = normalize(Image.open(tmp_path / "frame.png").convert("RGB"))
+
+    image = np.asarray(Image.open(tmp_path / "frame.png"), dtype=np.float64)  # skimage's imread
+    image = image / image.max()
+    uiunet = np.stack([(image[..., c] - m) / s for c, m, s in zip(range(3), MEAN, STD)])
 
     def ir_d2_input(config, *opts):
         cfg = ir_cfg(config, ["MODEL.IRSTD.BASE_CHANNELS", 4, "MODEL.IRSTD.SIZE_DIVISIBILITY", 1])
-        cfg.merge_from_list(list(opts))
+        cfg.merge_from_list(["INPUT.IR.TEST_SIZE", 0, *opts])  # the frame's size: no resizing
         model = build_model(cfg).eval()
         return model.preprocess_image([IRSTDDatasetMapper(cfg, False)(dict(record))]).tensor[0]
 
-    for name in ("irstd_dnanet_W16_bs16-1500e_nudt_sirst.yaml", "Base-SIRST5K.yaml"):
+    for name in (
+        "irstd_dnanet_W16_bs16-1500e_nudt_sirst.yaml",
+        "Base-SIRST5K.yaml",
+        "irstd_acm_W8_bs8-300e_nudt_sirst.yaml",
+        "irstd_alcnet_W8_bs2-300e_nudt_sirst.yaml",
+        "irstd_isnet_W8_bs12-3000e_nudt_sirst.yaml",
+    ):
         torch.testing.assert_close(ir_d2_input(f"IRSTD/{name}"), official, atol=1e-5, rtol=0)
+    got = ir_d2_input("IRSTD/irstd_uiunet_W64_bs3-500e_nudt_sirst.yaml")
+    np.testing.assert_allclose(got.double().numpy(), uiunet, atol=1e-5, rtol=0)
     bgr = ir_d2_input("IRSTD/irstd_dnanet_W16_bs16-1500e_nudt_sirst.yaml", "INPUT.FORMAT", "BGR")
     assert not torch.allclose(bgr, official, atol=0.1)  # the order matters on this frame
 
