@@ -320,17 +320,22 @@ def save_result(path, tool: str, conditions: dict, result) -> None:
         json.dump({**record, "result": result}, f)
 
 
-def write_report(folder, stem: str, tool: str, record: dict, markdown: str) -> None:
+def write_report(folder, stem: str, tool: str, record: dict, markdown: str, figure=None) -> None:
     """
-    ``<folder>/<stem>.json`` (``record`` plus ``"tool"``) and ``<folder>/<stem>.md``, each written
-    atomically. A report of that name not written by ``tool`` is never replaced (ValueError).
+    ``<folder>/<stem>.json`` (``record`` plus ``"tool"``) and ``<folder>/<stem>.md``, and with
+    ``figure`` (a function that saves a PNG at the path it is given) ``<folder>/<stem>.png``, each
+    written atomically. A report of that name not written by ``tool`` is never replaced
+    (ValueError), its figure included.
     """
-    json_name, md_name = f"{stem}.json", f"{stem}.md"
-    out = _output_folder(folder, tool, json_name, md_name)
+    json_name, md_name, png_name = f"{stem}.json", f"{stem}.md", f"{stem}.png"
+    out = _output_folder(folder, tool, json_name, md_name, png_name)
     with out.write(json_name) as f:
         json.dump({"tool": tool, **record}, f, indent=2)
     with out.write(md_name) as f:
         f.write(markdown)
+    if figure is not None:
+        with out.write(png_name, mode=None) as path:
+            figure(path)
 
 
 def markdown_table(header, rows) -> str:

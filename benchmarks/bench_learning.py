@@ -25,9 +25,9 @@ reports the mean of the last 100 iterations of the total loss and of the final h
 (a deep-supervision total averages heads that the test does not score), each run also its
 other heads'.
 
-Writes ``<output>/bench_learning.{json,md}`` and each run as it ends to
-``<output>/<row>/seed<k>/run.json``; ``--resume`` keeps the runs already there that were run
-under the same conditions (a study killed half-way loses no finished run).
+Writes ``<output>/bench_learning.{json,md,png}`` (the PNG: each row's IoU, a dot per seed) and
+each run as it ends to ``<output>/<row>/seed<k>/run.json``; ``--resume`` keeps the runs already
+there that were run under the same conditions (a study killed half-way loses no finished run).
 """
 
 import argparse
@@ -212,6 +212,39 @@ def markdown(report) -> str:
     )
 
 
+def plot(report, path) -> None:
+    """Each row's test IoU: a dot per seed, the mean as a bar with the standard deviation; each
+    top-hat row as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows)), 4.5))
+    for x, r in enumerate(rows):
+        ious = [run["IoU"] for run in r["runs"]]
+        ax.bar(x, r["IoU"], width=0.6, color=f"C{x}", alpha=0.35)
+        ax.errorbar(x, r["IoU"], yerr=r["IoU_std"], color="k", capsize=4)
+        ax.scatter([x] * len(ious), ious, color=f"C{x}", edgecolor="k", zorder=3, s=24)
+    for r in report["tophat"]:
+        ax.axhline(r["IoU"], color="gray", ls="--", label=r["name"])
+    ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=20, ha="right")
+    ax.set_ylabel("test IoU (%) by IRSTDEvaluator")
+    seeds = sorted({s for r in rows for s in r["seeds"]})
+    ax.set_title(
+        f"{report['iterations']} iterations, recipe {report['recipe']!r}, seeds {seeds} "
+        "(dots: seeds; bar: mean ± std)",
+        fontsize=9,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    if report["tophat"]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -262,7 +295,7 @@ def main(argv=None):
         "tophat": tophat,
     }
     text = markdown(report)
-    write_report(args.output, "bench_learning", TOOL, report, text)
+    write_report(args.output, "bench_learning", TOOL, report, text, lambda p: plot(report, p))
     print(text)
     return report
 

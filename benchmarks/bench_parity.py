@@ -930,8 +930,7 @@ def summarise(paths, out: Path) -> dict:
     report = seeds_report(reports, names)
     text = seeds_markdown(report)
     out.mkdir(parents=True, exist_ok=True)
-    write_report(out, "bench_parity_seeds", TOOL, report, text)
-    seeds_plot(report, out / "bench_parity_seeds.png")
+    write_report(out, "bench_parity_seeds", TOOL, report, text, lambda p: seeds_plot(report, p))
     print(text)
     return report
 
@@ -1031,9 +1030,8 @@ def run_seed(args, out: Path, nudt: Path, flavour: str) -> dict:
             )
             save_result(path, TOOL, conditions(args), result)
         report[side] = result
-    plot(report, out / "bench_parity.png")
     text = markdown(report) + "\n" + checks_markdown(report)
-    write_report(out, "bench_parity", TOOL, report, text)
+    write_report(out, "bench_parity", TOOL, report, text, lambda p: plot(report, p))
     print(text)
     return report
 

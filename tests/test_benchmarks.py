@@ -89,6 +89,7 @@ def test_bench_learning_runs_every_row_with_one_recipe_and_seeds_beside_tophat(t
     assert saved["tool"] == "benchmarks/bench_learning.py" and saved["rows"] == report["rows"]
     table = (tmp_path / "bench_learning.md").read_text()
     assert "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml | 2 (8) |" in table
+    assert (tmp_path / "bench_learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # --resume keeps each finished run (saved as it ended); a changed budget runs again
     run = tmp_path / "irstd_irstd_sgem_unet_w40_1500e_nudt_sirst_yaml" / "seed1" / "run.json"
     assert json.loads(run.read_text())["result"] == row["runs"][1]
@@ -230,9 +231,16 @@ def test_bench_parity_sets_seeds_side_by_side_as_distributions(tmp_path, capsys)
     assert report["time_ratio"] == 0.9
     saved = json.loads((out / "bench_parity_seeds.json").read_text())
     assert saved["tool"] == "benchmarks/bench_parity.py" and saved["points"] == report["points"]
-    assert (out / "bench_parity_seeds.png").stat().st_size > 0
+    assert (out / "bench_parity_seeds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "bench_parity_seeds.md").read_text()
     assert "| 2 | 25.0 / 26.0 |" in text and text in capsys.readouterr().out
+    # a figure of that name that the tool did not write is refused and left as it was
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "bench_parity_seeds.png").write_bytes(b"a user's figure")
+    with pytest.raises(ValueError, match="bench_parity_seeds.png"):
+        bench_parity.main(["--summarise", *folders, "--output", str(theirs)])
+    assert (theirs / "bench_parity_seeds.png").read_bytes() == b"a user's figure"
 
     head, official, ours = _parity_report(3, {990: 1.0}, {990: 2.0}, lr=0.05)
     other = tmp_path / "other_lr.json"
