@@ -11,16 +11,18 @@ learning curves (test IoU and mean training loss) in one table and one PNG.
         [--seed 0] [--output output/bench_parity] [--resume]
     # parity as distributions: several seeds, then their test IoU side by side
     ... --seeds 0 1 2 --resume        # or, over reports run before: --summarise DIR DIR ...
+    # the official recipe itself (batch 16, 256x256 crops, Adagrad lr 0.05) on a GPU
+    ... --device cuda --batch 16 --crop 256 --epochs 40 --eval-every 10 --seeds 0 1 2
 
 ``--official`` is a user's clone of the authors' repository; it is never written to nor copied
 into ir_d2. The script copies its ``train.py`` and ``model/`` into ``<output>/official_src`` and
-changes only what is needed to run there on the CPU, to seed it, to stop after ``--epochs``
-epochs (the lr schedule keeps its 1500-epoch ``T_max``, as the official command has it), to test
-every ``--eval-every`` epochs and to save each test's probabilities, timings and the final
-output's own training loss (the scored output; the mean over the outputs can fall while it stays
-stuck, and ir_d2 logs it as ``irstd/loss_<name>_final``); it prints that
-diff, saves it as ``official.diff``, and runs the copy with this interpreter (which needs the
-official code's imports: scikit-image, tqdm). The reduced recipe is set on both sides through the
+changes only what is needed to run there on the CPU (or ``--device``), to seed it, to stop after
+``--epochs`` epochs (the lr schedule keeps its 1500-epoch ``T_max``, as the official command has
+it), to test every ``--eval-every`` epochs and to save each test's probabilities, timings and the
+final output's own training loss (the scored output; the mean over the outputs can fall while it
+stays stuck, and ir_d2 logs it as ``irstd/loss_<name>_final``); it prints that diff, saves it
+as ``official.diff``, and runs the copy with this interpreter (which needs the official code's
+imports: scikit-image, tqdm). The reduced recipe is set on both sides through the
 official script's own arguments (``--crop_size``, ``--train_batch_size``, ``--backbone``,
 ``--channel_size``; base size 256, Adagrad lr 0.05, deep supervision and the 1500-epoch schedule
 as the official command): the official recipe at batch 16 and 256x256 costs 20-40 s per
@@ -274,16 +276,7 @@ def run_official(args, out: Path, nudt: Path) -> dict:
     cmd += ["--train_batch_size", str(args.batch), "--test_batch_size", str(args.batch)]
     cmd += ["--deep_supervision", "True", "--mode", "TXT"]
     cmd += ["--optimizer", args.optimizer, "--lr", str(args.lr), "--workers", str(args.workers)]
-    env = dict(os.environ)
-    env["PARITY"] = json.dumps(
-        {
-            "device": "cpu",
-            "seed": args.seed,
-            "epochs": args.epochs,
-            "eval_every": args.eval_every,
-            "out": str(record),
-        }
-    )
+    env = dict(os.environ, PARITY=json.dumps(official_parity_env(args, record)))
     print("official:", " ".join(cmd))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
@@ -318,6 +311,18 @@ def run_official(args, out: Path, nudt: Path) -> dict:
     }
 
 
+def official_parity_env(args, record: Path) -> dict:
+    """What the patched official ``train.py`` reads from ``$PARITY``: the device its ``.cuda()``
+    calls became, the seed, the epochs to stop after, the test period and its record folder."""
+    return {
+        "device": args.device,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "eval_every": args.eval_every,
+        "out": str(record),
+    }
+
+
 def score_probs(probs, dataset: str = TEST) -> dict:
     """IoU, nIoU, Pd, Fa, F1 of per-frame probability maps (in ``dataset``'s order) through
     ``IRSTDEvaluator``, as ``train_net --eval-only`` scores a model."""
@@ -338,7 +343,7 @@ def score_probs(probs, dataset: str = TEST) -> dict:
 # ------------------------------------------------------------------------------- ir_d2's side
 def ir_d2_cfg(args, flavour: str, iterations: int):
     """ir_d2's config of ``flavour`` with the reduced recipe of the official arguments."""
-    opts = ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", args.batch, "SEED", args.seed]
+    opts = ["MODEL.DEVICE", args.device, "SOLVER.IMS_PER_BATCH", args.batch, "SEED", args.seed]
     opts += ["INPUT.IR.CROP_SIZE", [args.crop, args.crop], "SOLVER.MAX_ITER", iterations]
     opts += ["SOLVER.CHECKPOINT_PERIOD", 10**8, "TEST.EVAL_PERIOD", 0]
     opts += ["DATALOADER.NUM_WORKERS", args.workers, "OUTPUT_DIR", str(Path(args.output) / "ir_d2")]
@@ -633,7 +638,7 @@ def augmentation_stats(args, flavour: str, nudt: Path, samples: int) -> dict:
 # ------------------------------------------------------------------------------------ report
 def conditions(args) -> dict:
     keys = ("epochs", "eval_every", "batch", "crop", "base", "seed", "workers", "channel_size")
-    keys += ("backbone", "optimizer", "lr")
+    keys += ("backbone", "optimizer", "lr", "device")
     return {k: getattr(args, k) for k in keys} | {"threads": torch.get_num_threads()}
 
 
@@ -816,8 +821,9 @@ def seeds_report(reports, names) -> dict:
         if missing:
             raise CommandLineError(f"{name}: not a report of a parity run (no {missing})")
 
-    def recipe(report):
-        return {k: v for k, v in report["conditions"].items() if k not in SEED_KEYS}
+    def recipe(report):  # a report from before --device trained on the CPU
+        conditions = {"device": "cpu", **report["conditions"]}
+        return {k: v for k, v in conditions.items() if k not in SEED_KEYS}
 
     base = recipe(reports[0])
     for report, name in zip(reports[1:], names[1:]):
@@ -951,6 +957,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="where both sides train and test (the official code's .cuda() become .to(device); "
+        "the lockstep and augmentation checks stay on the CPU)",
+    )
     parser.add_argument("--datasets", default=None, help="folder holding nudt-sirst/")
     parser.add_argument(
         "--lockstep", type=int, default=20, help="steps of the same-batch check (0: none)"
@@ -985,6 +998,8 @@ def main(argv=None):
         return summarise(args.summarise, out)
     if not args.official:
         parser.error("--official is needed unless --summarise")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch finds no CUDA device here")
     use_datasets(args.datasets)
     setup_logger(name="ir_d2")
     nudt = Path(os.environ.get("IR_D2_DATASETS", "datasets")).resolve() / "nudt-sirst"

@@ -247,6 +247,18 @@ def test_bench_parity_sets_seeds_side_by_side_as_distributions(tmp_path, capsys)
     other.write_text(json.dumps(head | {"official": official, "ir_d2": ours}))
     with pytest.raises(CommandLineError, match=r"other_lr.json: another recipe than .*\(lr\)"):
         bench_parity.main(["--summarise", folders[0], str(other), "--output", str(out)])
+    # a report from before --device trained on the CPU: the same recipe as "cpu", not as "cuda"
+    for device in ("cpu", "cuda"):
+        head, official, ours = _parity_report(3, {990: 1.0}, {990: 2.0})
+        head["conditions"]["device"] = device
+        named = tmp_path / f"on_{device}.json"
+        named.write_text(json.dumps(head | {"official": official, "ir_d2": ours}))
+        argv = ["--summarise", folders[2], str(named), "--output", str(tmp_path / device)]
+        if device == "cpu":
+            assert bench_parity.main(argv)["seeds"] == [2, 3]
+        else:
+            with pytest.raises(CommandLineError, match=r"on_cuda.json: another .*\(device\)"):
+                bench_parity.main(argv)
     with pytest.raises(CommandLineError, match="a seed appears twice"):
         bench_parity.main(["--summarise", folders[0], folders[0], "--output", str(out)])
     head, official, ours = _parity_report(4, {500: 1.0}, {500: 2.0})
@@ -449,3 +461,38 @@ def test_a_saved_result_is_resumed_only_by_the_code_that_made_it(tmp_path):
         save_result(path, "benchmarks/x.py", {"iterations": 2}, {"IoU": 1.5})
     assert path.read_text() == "the user's notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_bench_parity_trains_both_sides_on_the_device_it_is_given(tmp_path, monkeypatch, capsys):
+    """``--device`` reaches ir_d2's config, the official copy's environment (its ``.cuda()`` calls
+    read it) and the conditions a saved side is resumed under; without CUDA, ``--device cuda`` is
+    refused before anything runs."""
+    import argparse
+
+    import bench_parity
+    import torch
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.raises(SystemExit):
+            bench_parity.main(["--official", str(tmp_path), "--device", "cuda"])
+    assert "--device cuda: torch finds no CUDA device" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # ir_d2's config keeps "cuda"
+
+    args = argparse.Namespace(
+        batch=16, seed=3, crop=256, base=256, workers=0, output=str(tmp_path), optimizer="Adagrad"
+    )
+    args.__dict__.update(lr=0.05, channel_size="three", backbone=None, device="cuda")
+    args.__dict__.update(epochs=2, eval_every=1)
+    cfg = bench_parity.ir_d2_cfg(args, "dnanet", 10)
+    assert cfg.MODEL.DEVICE == "cuda" and cfg.SOLVER.IMS_PER_BATCH == 16
+    assert tuple(cfg.INPUT.IR.CROP_SIZE) == (256, 256) and cfg.SOLVER.OPTIMIZER == "Adagrad"
+    assert bench_parity.conditions(args)["device"] == "cuda"
+    parity = bench_parity.official_parity_env(args, tmp_path / "official")
+    assert parity == {
+        "device": "cuda",
+        "seed": 3,
+        "epochs": 2,
+        "eval_every": 1,
+        "out": str(tmp_path / "official"),
+    }
