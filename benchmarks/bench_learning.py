@@ -27,7 +27,8 @@ other heads'.
 
 Writes ``<output>/bench_learning.{json,md,png}`` (the PNG: each row's IoU, a dot per seed) and
 each run as it ends to ``<output>/<row>/seed<k>/run.json``; ``--resume`` keeps the runs already
-there that were run under the same conditions (a study killed half-way loses no finished run).
+there that were run under the same conditions (a study killed half-way loses no finished run);
+``--saved-only`` trains nothing and reports the runs saved so far (each row with its seeds).
 """
 
 import argparse
@@ -183,19 +184,19 @@ def summarise(runs) -> dict:
 
 
 def markdown(report) -> str:
-    header = ["method", "iterations (batch)", "train min", "last loss: all heads", "final head"]
-    header += list(METRICS[:3])
-    header += ["Fa (1e-6)", "F1"]
+    header = ["method", "seeds", "iterations (batch)", "train min", "last loss: all heads"]
+    header += ["final head", *METRICS[:3], "Fa (1e-6)", "F1"]
     rows = []
     for r in report["tophat"]:
         rows.append(
-            [r["name"], "— (tuned on train)", "—", "—", "—", *(f"{r[k]:.2f}" for k in METRICS)]
+            [r["name"], "—", "— (tuned on train)", "—", "—", "—"] + [f"{r[k]:.2f}" for k in METRICS]
         )
     for r in report["rows"]:
         cells = [f"{r[k]:.2f} ± {r[k + '_std']:.2f}" for k in METRICS]
         rows.append(
             [
                 r["name"],
+                len(r["seeds"]),
                 f"{r['iterations']} ({r['batch']})",
                 f"{r['train_minutes']:.1f}",
                 f"{r['last_loss']:.3f} ± {r['last_loss_std']:.3f}",
@@ -259,6 +260,11 @@ def main(argv=None):
     parser.add_argument("--datasets", default=None, help="folder of the datasets")
     parser.add_argument("--output", default="output/bench_learning")
     parser.add_argument("--resume", action="store_true", help="keep runs already saved alike")
+    parser.add_argument(
+        "--saved-only",
+        action="store_true",
+        help="train nothing: the report of the runs saved alike so far (a study under way)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE for every row")
     args = parser.parse_args(argv)
     use_datasets(args.datasets)
@@ -275,13 +281,18 @@ def main(argv=None):
         for seed in args.seeds:
             path = f"{args.output}/{slug(name)}/seed{seed}/run.json"
             conditions = run_conditions(args, device, own)
-            run = saved_result(path, conditions, args.resume)
+            run = saved_result(path, conditions, args.resume or args.saved_only)
+            if run is None and args.saved_only:
+                continue
             if run is None:
                 run = train_and_score(name, config_file, own, seed, args, device)
                 save_result(path, TOOL, conditions, run)
             runs.append(run)
             print(markdown_table(["run", "seed", "IoU"], [[name, seed, round(run["IoU"], 2)]]))
-        rows.append({**summarise(runs), "runs": runs})
+        if runs:
+            rows.append({**summarise(runs), "runs": runs})
+    if not rows:
+        parser.error(f"--saved-only: no run in {args.output} saved under these conditions")
     tophat = []
     if not args.no_tophat:
         for train, test in sorted({(r["train"], r["test"]) for r in rows}):

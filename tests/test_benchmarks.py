@@ -7,6 +7,7 @@ shape and the values that must hold on any device.
 import argparse
 import itertools
 import json
+import shutil
 import sys
 
 import pytest
@@ -62,7 +63,7 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
     assert (out / "gpu_check.json").read_text() == "{}"
 
 
-def test_bench_learning_runs_every_row_with_one_recipe_and_seeds_beside_tophat(tmp_path):
+def test_bench_learning_runs_every_row_with_one_recipe_and_seeds_beside_tophat(tmp_path, capsys):
     import bench_learning
 
     argv = ["--iterations", "2", "--seeds", "0", "1", "--eval-frames", "4"]
@@ -88,7 +89,7 @@ def test_bench_learning_runs_every_row_with_one_recipe_and_seeds_beside_tophat(t
     saved = json.loads((tmp_path / "bench_learning.json").read_text())
     assert saved["tool"] == "benchmarks/bench_learning.py" and saved["rows"] == report["rows"]
     table = (tmp_path / "bench_learning.md").read_text()
-    assert "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml | 2 (8) |" in table
+    assert "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml | 2 | 2 (8) |" in table
     assert (tmp_path / "bench_learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # --resume keeps each finished run (saved as it ended); a changed budget runs again
     run = tmp_path / "irstd_irstd_sgem_unet_w40_1500e_nudt_sirst_yaml" / "seed1" / "run.json"
@@ -96,6 +97,17 @@ def test_bench_learning_runs_every_row_with_one_recipe_and_seeds_beside_tophat(t
     stamp = run.stat().st_mtime_ns
     bench_learning.main(argv[:2] + ["--seeds", "1", "--resume", "--no-tophat"] + argv[5:])
     assert run.stat().st_mtime_ns == stamp
+    # --saved-only trains nothing: the saved seeds 0 and 1 of seeds 0-2, none of another budget
+    shutil.rmtree(run.parent.parent / "seed0")
+    saved_only = ["--seeds", "0", "1", "2", "--saved-only", "--no-tophat"]
+    report = bench_learning.main(argv[:2] + saved_only + argv[5:])
+    assert [r["seed"] for r in report["rows"][0]["runs"]] == [1]
+    assert (
+        "| IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml | 1 | 2 (8) |" in capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit):
+        bench_learning.main(["--iterations", "3"] + saved_only + argv[5:])
+    assert "--saved-only: no run in" in capsys.readouterr().err
 
 
 def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_alike():
@@ -467,8 +479,6 @@ def test_bench_parity_trains_both_sides_on_the_device_it_is_given(tmp_path, monk
     """``--device`` reaches ir_d2's config, the official copy's environment (its ``.cuda()`` calls
     read it) and the conditions a saved side is resumed under; without CUDA, ``--device cuda`` is
     refused before anything runs."""
-    import argparse
-
     import bench_parity
     import torch
 
