@@ -183,6 +183,12 @@ def summarise(runs) -> dict:
     return out
 
 
+def spread(row, key: str, digits: int = 2) -> str:
+    """``mean ± std`` of ``key`` over the row's seeds; the value alone for one seed (no spread)."""
+    mean = f"{row[key]:.{digits}f}"
+    return mean if len(row["seeds"]) == 1 else f"{mean} ± {row[key + '_std']:.{digits}f}"
+
+
 def markdown(report) -> str:
     header = ["method", "seeds", "iterations (batch)", "train min", "last loss: all heads"]
     header += ["final head", *METRICS[:3], "Fa (1e-6)", "F1"]
@@ -192,15 +198,15 @@ def markdown(report) -> str:
             [r["name"], "—", "— (tuned on train)", "—", "—", "—"] + [f"{r[k]:.2f}" for k in METRICS]
         )
     for r in report["rows"]:
-        cells = [f"{r[k]:.2f} ± {r[k + '_std']:.2f}" for k in METRICS]
+        cells = [spread(r, k) for k in METRICS]
         rows.append(
             [
                 r["name"],
                 len(r["seeds"]),
                 f"{r['iterations']} ({r['batch']})",
                 f"{r['train_minutes']:.1f}",
-                f"{r['last_loss']:.3f} ± {r['last_loss_std']:.3f}",
-                f"{r['last_loss_final']:.3f} ± {r['last_loss_final_std']:.3f}",
+                spread(r, "last_loss", 3),
+                spread(r, "last_loss_final", 3),
                 *cells,
             ]
         )
