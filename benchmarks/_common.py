@@ -329,13 +329,13 @@ def write_report(folder, stem: str, tool: str, record: dict, markdown: str, figu
     """
     json_name, md_name, png_name = f"{stem}.json", f"{stem}.md", f"{stem}.png"
     out = _output_folder(folder, tool, json_name, md_name, png_name)
+    if figure is not None:  # first: a figure that fails leaves no report that looks complete
+        with out.write(png_name, mode=None) as path:
+            figure(path)
     with out.write(json_name) as f:
         json.dump({"tool": tool, **record}, f, indent=2)
     with out.write(md_name) as f:
         f.write(markdown)
-    if figure is not None:
-        with out.write(png_name, mode=None) as path:
-            figure(path)
 
 
 def markdown_table(header, rows) -> str:

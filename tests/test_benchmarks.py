@@ -61,6 +61,14 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path, capsys):
     with pytest.raises(ValueError, match="not written by benchmarks/gpu_check.py"):
         gpu_check.write_report(out, "gpu_check", gpu_check.TOOL, {}, "")
     assert (out / "gpu_check.json").read_text() == "{}"
+    # a figure that fails leaves no report behind that looks complete
+
+    def broken(path):
+        raise RuntimeError("no figure")
+
+    with pytest.raises(RuntimeError, match="no figure"):
+        gpu_check.write_report(tmp_path / "fresh", "r", gpu_check.TOOL, {}, "", figure=broken)
+    assert not list((tmp_path / "fresh").glob("r.*"))
 
 
 def test_bench_learning_runs_every_row_with_one_recipe_and_seeds_beside_tophat(tmp_path, capsys):
@@ -480,7 +488,6 @@ def test_bench_parity_trains_both_sides_on_the_device_it_is_given(tmp_path, monk
     read it) and the conditions a saved side is resumed under; without CUDA, ``--device cuda`` is
     refused before anything runs."""
     import bench_parity
-    import torch
 
     with monkeypatch.context() as m:
         m.setattr(torch.cuda, "is_available", lambda: False)
@@ -489,11 +496,9 @@ def test_bench_parity_trains_both_sides_on_the_device_it_is_given(tmp_path, monk
     assert "--device cuda: torch finds no CUDA device" in capsys.readouterr().err
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # ir_d2's config keeps "cuda"
 
-    args = argparse.Namespace(
-        batch=16, seed=3, crop=256, base=256, workers=0, output=str(tmp_path), optimizer="Adagrad"
-    )
-    args.__dict__.update(lr=0.05, channel_size="three", backbone=None, device="cuda")
-    args.__dict__.update(epochs=2, eval_every=1)
+    recipe = dict(batch=16, crop=256, base=256, optimizer="Adagrad", lr=0.05, channel_size="three")
+    args = argparse.Namespace(**recipe, seed=3, epochs=2, eval_every=1, workers=0, backbone=None)
+    args.output, args.device = str(tmp_path), "cuda"
     cfg = bench_parity.ir_d2_cfg(args, "dnanet", 10)
     assert cfg.MODEL.DEVICE == "cuda" and cfg.SOLVER.IMS_PER_BATCH == 16
     assert tuple(cfg.INPUT.IR.CROP_SIZE) == (256, 256) and cfg.SOLVER.OPTIMIZER == "Adagrad"
