@@ -935,7 +935,6 @@ def summarise(paths, out: Path) -> dict:
         names.append(str(path))
     report = seeds_report(reports, names)
     text = seeds_markdown(report)
-    out.mkdir(parents=True, exist_ok=True)
     write_report(out, "bench_parity_seeds", TOOL, report, text, lambda p: seeds_plot(report, p))
     print(text)
     return report
