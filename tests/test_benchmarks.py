@@ -511,3 +511,48 @@ def test_bench_parity_trains_both_sides_on_the_device_it_is_given(tmp_path, monk
         "eval_every": 1,
         "out": str(tmp_path / "official"),
     }
+
+
+def per_seed_table(text: str, title: str) -> dict:
+    """The cells of the Markdown table whose header starts with ``| title |``: row name ->
+    {seed: cell text}, empty cells left out."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {title} |"))
+    seeds = [int(s) for s in lines[start].strip("|").split("|")[1:]]
+    table = {}
+    for line in itertools.takewhile(lambda s: s.startswith("|"), lines[start + 2 :]):
+        name, *cells = [c.strip() for c in line.strip("|").split("|")]
+        table[name] = {seed: cell for seed, cell in zip(seeds, cells) if cell}
+    return table
+
+
+def test_the_learning_study_records_in_the_repository_agree_with_its_table():
+    """The controlled study's finished runs live in ``benchmarks/results/learning_controlled``
+    (bench_learning's layout, one ``run.json`` each), so that a study spread over several
+    machines loses none. Every IoU the per-seed table prints without a ``*`` (a run whose record
+    was lost) is a record's, to the digit; every record is in the table, made by one code under
+    the study's conditions."""
+    import bench_learning
+
+    records = sorted(
+        (REPO_ROOT / "benchmarks/results/learning_controlled").glob("*/seed*/run.json")
+    )
+    table = per_seed_table((REPO_ROOT / "benchmarks/README.md").read_text(), "IoU per seed")
+    assert set(table) <= {name for name, _, _ in bench_learning.STUDY}
+    own = {name: [str(o) for o in keys] for name, _, keys in bench_learning.STUDY}
+    found = set()
+    for path in records:
+        saved = json.loads(path.read_text())
+        run, conditions = saved["result"], saved["conditions"]
+        assert saved["tool"] == "benchmarks/bench_learning.py", path
+        assert path.parent.parent.name == bench_learning.slug(run["name"]), path
+        assert path.parent.name == f"seed{run['seed']}", path
+        assert conditions["iterations"] == run["iterations"] == 1000, path
+        assert conditions["recipe"] == "controlled" and conditions["opts"] == [], path
+        assert conditions["own"] == own[run["name"]] and conditions["eval_frames"] == 0, path
+        assert run["test"] == "nudt_sirst_test" and run["train"] == "nudt_sirst_train", path
+        assert table[run["name"]][run["seed"]] == f"{run['IoU']:.2f}", path
+        found.add((run["name"], run["seed"]))
+    assert len({json.loads(p.read_text())["code"] for p in records}) <= 1  # one code, one study
+    printed = {(n, s) for n, cells in table.items() for s, c in cells.items() if "*" not in c}
+    assert printed == found  # a figure without its record is marked as such
