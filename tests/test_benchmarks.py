@@ -539,20 +539,21 @@ def test_the_learning_study_records_in_the_repository_agree_with_its_table():
     )
     table = per_seed_table((REPO_ROOT / "benchmarks/README.md").read_text(), "IoU per seed")
     assert set(table) <= {name for name, _, _ in bench_learning.STUDY}
-    own = {name: [str(o) for o in keys] for name, _, keys in bench_learning.STUDY}
-    found = set()
+    study = argparse.Namespace(iterations=1000, recipe="controlled", opts=[], eval_frames=0)
+    found, codes = set(), set()
     for path in records:
         saved = json.loads(path.read_text())
-        run, conditions = saved["result"], saved["conditions"]
-        assert saved["tool"] == "benchmarks/bench_learning.py", path
+        run = saved["result"]
+        (own,) = [keys for name, _, keys in bench_learning.STUDY if name == run["name"]]
+        # the conditions under which today's bench_learning --resume keeps it (2 threads, CPU)
+        expected = {**bench_learning.run_conditions(study, "cpu", own), "threads": 2}
+        assert saved["tool"] == bench_learning.TOOL and saved["conditions"] == expected, path
         assert path.parent.parent.name == bench_learning.slug(run["name"]), path
-        assert path.parent.name == f"seed{run['seed']}", path
-        assert conditions["iterations"] == run["iterations"] == 1000, path
-        assert conditions["recipe"] == "controlled" and conditions["opts"] == [], path
-        assert conditions["own"] == own[run["name"]] and conditions["eval_frames"] == 0, path
+        assert path.parent.name == f"seed{run['seed']}" and run["iterations"] == 1000, path
         assert run["test"] == "nudt_sirst_test" and run["train"] == "nudt_sirst_train", path
         assert table[run["name"]][run["seed"]] == f"{run['IoU']:.2f}", path
         found.add((run["name"], run["seed"]))
-    assert len({json.loads(p.read_text())["code"] for p in records}) <= 1  # one code, one study
+        codes.add(saved["code"])
+    assert len(codes) <= 1  # one code, one study
     printed = {(n, s) for n, cells in table.items() for s, c in cells.items() if "*" not in c}
     assert printed == found  # a figure without its record is marked as such
