@@ -36,7 +36,8 @@ model from the data: the lockstep (``--lockstep N``: the official net, Xavier-in
 official code, its weights copied into ir_d2's DNANet, then N steps on the same batches with the
 official loss and optimizer on one side and ir_d2's segmentor and optimizer on the other, beside
 the official code against itself with its weights rounded differently: ir_d2 must stay as close
-to the official code as that control) and the augmentation statistics (``--augmentation-samples
+to the official code as that control; each side's step is timed there too, in turn on the same
+batches) and the augmentation statistics (``--augmentation-samples
 N``: the official TrainSetLoader's crops against ir_d2's mapper's, as shares of empty crops,
 target pixels, intensity and padding). ``--checks-only`` runs just these. With a clone of the
 SIRST-5K authors' code (github.com/luy0222/SIRST-5K at a commit that still has ``train.py`` and
@@ -492,7 +493,9 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     beside them: the official code against itself with its initial weights changed by float32
     rounding (relative 2**-24). ir_d2 agrees with the official code when it stays as close to it
     as that control does; then any difference of the two trainings comes from their data
-    (augmentation and sampling), not from net, loss or optimizer.
+    (augmentation and sampling), not from net, loss or optimizer. Each side's whole step is
+    timed too (``"step_seconds"``: the medians over the steps and ir_d2's ratio), the two in
+    turn on the same batch: the time per iteration without the data loaders and trainers.
     """
     if flavour != "dnanet":
         return {"skipped": "the lockstep maps the DNANet code's layer names only"}
@@ -533,7 +536,9 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     model = IRTrainer.build_model(cfg)
     model.net.load_state_dict(official_to_ir_d2(official.state_dict()))
     optimizer = IRTrainer.build_optimizer(cfg, model)
-    batches = iter(IRTrainer.build_train_loader(cfg))
+    loader = iter(IRTrainer.build_train_loader(cfg))
+    # drawn first, so that the loader's worker is idle while the steps are timed
+    batches = [next(loader) for _ in range(steps)]
     for net in (official, control, model):
         net.train()
 
@@ -541,19 +546,30 @@ def lockstep(args, flavour: str, steps: int) -> dict:
         preds = net(images)
         return sum(loss_code.SoftIoULoss(p, targets[:, None]) for p in preds) / len(preds)
 
-    rows = []
-    for step in range(steps):
-        batch = next(batches)
-        ours = sum(model(batch).values())
+    def segmentor_loss(batch):
+        return sum(model(batch).values())
+
+    def train_step(opt, loss_of, *inputs):  # one side's whole step: forward, loss, backward, update
+        t0 = time.perf_counter()
+        loss = loss_of(*inputs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, time.perf_counter() - t0
+
+    rows, seconds = [], {"official": [], "ir_d2": []}
+    for step, batch in enumerate(batches):
         images = model.preprocess_image(batch)
         targets, _ = model.prepare_targets(batch, images)
-        theirs = official_loss(official, images.tensor, targets)
-        again = official_loss(control, images.tensor, targets)
-        for opt, loss in ((optimizer, ours), (official_opt, theirs), (control_opt, again)):
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        ours, t_ours = train_step(optimizer, segmentor_loss, batch)
+        theirs, t_theirs = train_step(official_opt, official_loss, official, images.tensor, targets)
+        again, _ = train_step(control_opt, official_loss, control, images.tensor, targets)
+        seconds["ir_d2"].append(t_ours)
+        seconds["official"].append(t_theirs)
         rows.append([step, *(float(x.detach()) for x in (theirs, ours, again))])
+    # the same batches, in turn on one CPU: each side's median step, and ir_d2's over the official
+    step_time = {side: round(float(np.median(v)), 4) for side, v in seconds.items()}
+    step_time["ratio"] = round(step_time["ir_d2"] / step_time["official"], 3)
     reference = official_to_ir_d2(official.state_dict())
     trainable = {name for name, _ in model.net.named_parameters()}
     ours_diff = _difference(reference, model.net.state_dict(), trainable)
@@ -564,11 +580,13 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     print(
         f"lockstep: {steps} steps; ir_d2 vs official: loss {ours_diff['loss']:.2e}, weights "
         f"{ours_diff['weights']:.2e}; official vs itself (float rounding): loss "
-        f"{itself['loss']:.2e}, weights {itself['weights']:.2e}"
+        f"{itself['loss']:.2e}, weights {itself['weights']:.2e}; median step: official "
+        f"{step_time['official']} s, ir_d2 {step_time['ir_d2']} s ({step_time['ratio']}x)"
     )
     return {
         "steps": steps,
         "optimizer": args.optimizer,
+        "step_seconds": step_time,
         "losses": [
             {"step": s, "official": round(a, 6), "ir_d2": round(b, 6), "control": round(c, 6)}
             for s, a, b, c in rows
@@ -722,9 +740,16 @@ def checks_markdown(report) -> str:
                 )
             ],
         )
+        timed = step.get("step_seconds")
+        timing = (
+            f"\nMedian step on the same batches, in turn (forward, loss, backward, update): "
+            f"official {timed['official']} s, ir_d2 {timed['ir_d2']} s ({timed['ratio']}x)\n"
+            if timed
+            else ""
+        )
         parts.append(
             f"Lockstep: same batches, same initial weights, {step['steps']} steps, "
-            f"{step['optimizer']}\n\n{markdown_table(header, rows)}\n\n{summary}"
+            f"{step['optimizer']}\n\n{markdown_table(header, rows)}\n\n{summary}{timing}"
         )
     elif step:
         parts.append(f"Lockstep check skipped: {step['skipped']}")

@@ -314,6 +314,34 @@ def test_spatial_attention_eq6():
     assert sa(x).shape == (2, 1, 9, 11)
 
 
+def test_aff_block_in_place_residual_and_pooling_give_the_out_of_place_gradients():
+    """AFFBlock pools with adaptive_max_pool2d / torch.max and adds the residual and the ReLU in
+    place (as the authors' code, for speed): in training, the output and every gradient are
+    those of the plain out-of-place formula with amax, recomputed on a copy."""
+    import copy
+
+    torch.manual_seed(0)
+    for cin in (8, 4):  # identity shortcut, then a 1x1 conv + BN shortcut
+        block = AFFBlock(cin, 8, reduction=4).train()
+        twin = copy.deepcopy(block)
+        x = torch.randn(2, cin, 6, 5, requires_grad=True)
+        x2 = x.detach().clone().requires_grad_(True)
+        out = block(x)
+        y = twin.body(x2)
+        ca = twin.channel_attention.mlp
+        y = torch.sigmoid(ca(y.mean((2, 3), keepdim=True)) + ca(y.amax((2, 3), keepdim=True))) * y
+        pooled = torch.cat([y.amax(1, keepdim=True), y.mean(1, keepdim=True)], 1)
+        y = torch.sigmoid(twin.spatial_attention.conv(pooled)) * y
+        expected = torch.relu(y + twin.shortcut(x2))
+        torch.testing.assert_close(out, expected)
+        weights = torch.randn_like(out)
+        (out * weights).sum().backward()
+        (expected * weights).sum().backward()
+        torch.testing.assert_close(x.grad, x2.grad)
+        for (name, p), q in zip(block.named_parameters(), twin.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
 def test_aff_block_residual_layout():
     torch.manual_seed(0)
     block = AFFBlock(8, 8).eval()

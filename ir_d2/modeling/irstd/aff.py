@@ -11,6 +11,7 @@ before the head (eq. 7).
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ir_d2.layers.norm import NormSpec, conv_norm
@@ -48,8 +49,9 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        avg = x.mean(dim=(2, 3), keepdim=True)
-        mx = x.amax(dim=(2, 3), keepdim=True)
+        # pooling ops, as the authors' code: amax's backward (a full-size tie mask) costs more
+        avg = F.adaptive_avg_pool2d(x, 1)
+        mx = F.adaptive_max_pool2d(x, 1)
         return torch.sigmoid(self.mlp(avg) + self.mlp(mx))
 
 
@@ -71,7 +73,8 @@ class SpatialAttention(nn.Module):
         self.mean_first = mean_first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = [x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)]
+        # max with indices, as the authors' code: its backward scatters, amax's masks every tie
+        pooled = [torch.max(x, dim=1, keepdim=True)[0], x.mean(dim=1, keepdim=True)]
         if self.mean_first:
             pooled.reverse()
         return torch.sigmoid(self.conv(torch.cat(pooled, dim=1)))
@@ -129,7 +132,10 @@ class AFFBlock(nn.Module):
         y = self.body(x)
         y = self.channel_attention(y) * y
         y = self.spatial_attention(y) * y
-        return torch.relu(y + self.shortcut(x))
+        # in place, as the authors' code (``out += residual; relu(inplace=True)``): two full-size
+        # tensors fewer per block (autograd keeps what the products' backward needs)
+        y += self.shortcut(x)
+        return y.relu_()
 
 
 #: Levels whose outputs the global fusion reads besides the full-resolution one: eq. 7's
