@@ -37,9 +37,9 @@ official code, its weights copied into ir_d2's DNANet, then N steps on the same 
 official loss and optimizer on one side and ir_d2's segmentor and optimizer on the other, beside
 the official code against itself with its weights rounded differently: ir_d2 must stay as close
 to the official code as that control; each side's step is timed there too, in turn on the same
-batches) and the augmentation statistics (``--augmentation-samples
-N``: the official TrainSetLoader's crops against ir_d2's mapper's, as shares of empty crops,
-target pixels, intensity and padding). ``--checks-only`` runs just these. With a clone of the
+batches) and the augmentation statistics (``--augmentation-samples N``: the official
+TrainSetLoader's crops against ir_d2's mapper's, as shares of empty crops, target pixels,
+intensity and padding). ``--checks-only`` runs just these. With a clone of the
 SIRST-5K authors' code (github.com/luy0222/SIRST-5K at a commit that still has ``train.py`` and
 ``model/``: the repository's current head deleted both) the same harness runs its training
 against ir_d2's SIRST-5K net (the lockstep maps DNANet's layer names only).

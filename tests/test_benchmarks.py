@@ -563,9 +563,9 @@ def test_the_parity_records_in_the_repository_agree_with_its_tables():
     """The crop-256 parity runs live in ``benchmarks/results/parity_dnanet_crop256/seed<k>``
     (bench_parity's report and each side's record), so that runs spread over several machines
     lose none. Every IoU that the per-seed table prints without a ``*`` is a report's last test,
-    to the digit; every report is in the table, each run under the one recipe, each side's record
-    is the report's side; the summary over the seeds (``bench_parity_seeds.json``) is what
-    ``--summarise`` makes of them today."""
+    to the digit; every report is in the table, each run under the one recipe and by one code,
+    each side's record is the report's side; the summary over the seeds
+    (``bench_parity_seeds.json``) is what ``--summarise`` makes of them today."""
     import bench_parity
 
     root = REPO_ROOT / "benchmarks/results/parity_dnanet_crop256"
@@ -575,7 +575,7 @@ def test_the_parity_records_in_the_repository_agree_with_its_tables():
     table = per_seed_table((REPO_ROOT / "benchmarks/README.md").read_text(), "IoU at 825, seed")
     assert set(table) == set(bench_parity.SIDES)
     folders = sorted(root.glob("seed*"), key=lambda p: int(p.name[4:]))
-    reports, found = [], set()
+    reports, found, codes = [], set(), set()
     for folder in folders:
         report = json.loads((folder / "bench_parity.json").read_text())
         seed = report["conditions"]["seed"]
@@ -585,6 +585,7 @@ def test_the_parity_records_in_the_repository_agree_with_its_tables():
             record = json.loads((folder / f"{side}.json").read_text())
             assert record["conditions"] == report["conditions"], (folder, side)
             assert record["result"] == report[side], (folder, side)
+            codes.add(record["code"])
             last = report[side]["curve"][-1]
             assert last["iteration"] == report[side]["iterations"] == 825, (folder, side)
             assert table[side][seed] == f"{last['IoU']:.2f}", (folder, side)
@@ -592,6 +593,7 @@ def test_the_parity_records_in_the_repository_agree_with_its_tables():
         reports.append(report)
     printed = {(side, s) for side, cells in table.items() for s, c in cells.items() if "*" not in c}
     assert printed == found  # a figure without its record is marked as such
+    assert len(codes) <= 1  # the seeds of one distribution come from one code
     if len(reports) >= 2:
         names = [str((f / "bench_parity.json").relative_to(REPO_ROOT)) for f in folders]
         summary = json.loads((root / "bench_parity_seeds.json").read_text())
