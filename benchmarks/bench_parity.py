@@ -580,8 +580,8 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     print(
         f"lockstep: {steps} steps; ir_d2 vs official: loss {ours_diff['loss']:.2e}, weights "
         f"{ours_diff['weights']:.2e}; official vs itself (float rounding): loss "
-        f"{itself['loss']:.2e}, weights {itself['weights']:.2e}; median step: official "
-        f"{step_time['official']} s, ir_d2 {step_time['ir_d2']} s ({step_time['ratio']}x)"
+        f"{itself['loss']:.2e}, weights {itself['weights']:.2e}; median step: "
+        + step_times_text(step_time)
     )
     return {
         "steps": steps,
@@ -718,6 +718,14 @@ def markdown(report) -> str:
     )
 
 
+def step_times_text(step_time: dict) -> str:
+    """The lockstep's ``"step_seconds"`` in words: each side's median step and the ratio."""
+    return (
+        f"official {step_time['official']} s, ir_d2 {step_time['ir_d2']} s "
+        f"({step_time['ratio']}x)"
+    )
+
+
 def checks_markdown(report) -> str:
     parts = []
     step = report.get("lockstep")
@@ -742,8 +750,8 @@ def checks_markdown(report) -> str:
         )
         timed = step.get("step_seconds")
         timing = (
-            f"\nMedian step on the same batches, in turn (forward, loss, backward, update): "
-            f"official {timed['official']} s, ir_d2 {timed['ir_d2']} s ({timed['ratio']}x)\n"
+            "\nMedian step on the same batches, in turn (forward, loss, backward, update): "
+            f"{step_times_text(timed)}\n"
             if timed
             else ""
         )

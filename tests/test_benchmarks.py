@@ -176,6 +176,24 @@ def test_bench_parity_changes_the_official_code_only_where_it_says_and_scores_al
         bench_parity.score_probs(np.stack(masks[:2]), frames)
 
 
+def test_bench_parity_checks_report_prints_the_lockstep_step_times():
+    """The checks' markdown gives the lockstep's median step of each side and ir_d2's ratio when
+    the report has them (reports of older runs do not, and print no such line)."""
+    import bench_parity
+
+    diff = {"loss": 1e-6, "weights": 2e-3, "worst_tensor_relative": 0.4, "worst_tensor": "w"}
+    diff["running_statistics"] = 0.2
+    step = {"steps": 2, "optimizer": "Adam", "ir_d2": diff, "control": diff}
+    step["losses"] = [{"step": i, "official": 0.9, "ir_d2": 0.9, "control": 0.9} for i in (0, 1)]
+    older = bench_parity.checks_markdown({"lockstep": step})
+    assert "Median step" not in older and "| 1 | 0.9 | 0.9 | 0.9 |" in older
+    step["step_seconds"] = {"official": 1.8475, "ir_d2": 1.9208, "ratio": 1.04}
+    text = bench_parity.checks_markdown({"lockstep": step})
+    assert "official 1.8475 s, ir_d2 1.9208 s (1.04x)" in text.split("Median step")[1]
+    skipped = bench_parity.checks_markdown({"lockstep": {"skipped": "no DNANet"}})
+    assert "Lockstep check skipped: no DNANet" in skipped
+
+
 def _parity_report(seed, official, ours, epochs=6, eval_every=6, lr=0.001):
     """A parity report as ``bench_parity`` writes it: ``official`` and ``ours`` map an iteration
     to the test IoU."""
