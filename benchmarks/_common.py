@@ -4,6 +4,8 @@ import functools
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -343,3 +345,14 @@ def markdown_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def measure_in_child(script: str, case: dict) -> dict:
+    """``script --child <case as JSON>`` in a fresh Python process (``sys.executable``), for a
+    measurement that must not share its process (peak memory, a process-wide setting): the
+    child's result is its last stdout line, JSON. A failed child raises with its stderr's end."""
+    cmd = [sys.executable, os.path.abspath(script), "--child", json.dumps(case)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(script).name}: case {case} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -495,7 +495,8 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     as that control does; then any difference of the two trainings comes from their data
     (augmentation and sampling), not from net, loss or optimizer. Each side's whole step is
     timed too (``"step_seconds"``: the medians over the steps and ir_d2's ratio), the two in
-    turn on the same batch: the time per iteration without the data loaders and trainers.
+    turn on the same batch, the one that goes first alternating from step to step: the time per
+    iteration without the data loaders and trainers.
     """
     if flavour != "dnanet":
         return {"skipped": "the lockstep maps the DNANet code's layer names only"}
@@ -561,8 +562,14 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     for step, batch in enumerate(batches):
         images = model.preprocess_image(batch)
         targets, _ = model.prepare_targets(batch, images)
-        ours, t_ours = train_step(optimizer, segmentor_loss, batch)
-        theirs, t_theirs = train_step(official_opt, official_loss, official, images.tensor, targets)
+        sides = {
+            "ir_d2": (optimizer, segmentor_loss, batch),
+            "official": (official_opt, official_loss, official, images.tensor, targets),
+        }
+        # the two sides in turn, the first one alternating (an order effect cancels out)
+        order = ["ir_d2", "official"] if step % 2 == 0 else ["official", "ir_d2"]
+        done = {side: train_step(*sides[side]) for side in order}
+        (ours, t_ours), (theirs, t_theirs) = done["ir_d2"], done["official"]
         again, _ = train_step(control_opt, official_loss, control, images.tensor, targets)
         seconds["ir_d2"].append(t_ours)
         seconds["official"].append(t_theirs)

@@ -18,13 +18,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
-from _common import CONFIGS, markdown_table, write_report
+from _common import CONFIGS, markdown_table, measure_in_child, write_report
 
 TOOL = "benchmarks/bench_tiling.py"
 DEFAULT_CONFIG = "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"
@@ -92,12 +90,8 @@ def run_case(case: dict) -> dict:
 
 
 def measure(case: dict) -> dict:
-    """:func:`run_case` in a fresh child process (its result is the child's last stdout line)."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(case)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"case {case} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """:func:`run_case` in a fresh child process (:func:`_common.measure_in_child`)."""
+    return measure_in_child(__file__, case)
 
 
 def main(argv=None):

@@ -255,7 +255,8 @@ def _add_sirst5k_config(cfg):
 
 
 def _add_solver_config(cfg):
-    """Optimizers detectron2 lacks (SGEM: Adam; SIRST-5K: Adagrad)."""
+    """Optimizers detectron2 lacks (SGEM: Adam; SIRST-5K: Adagrad), and the CPU trainer's
+    memory reuse."""
     # Optimizer: "SGD" (detectron2's), "Adam", "AdamW" or "Adagrad".
     cfg.SOLVER.OPTIMIZER = "SGD"
     # Adam/AdamW betas.
@@ -263,6 +264,9 @@ def _add_solver_config(cfg):
     # Adam/AdamW/Adagrad epsilon; 0 takes the optimizer's own default (torch's: Adam/AdamW 1e-8,
     # Adagrad 1e-10), so a config that switches the optimizer never inherits another one's.
     cfg.SOLVER.EPS = 0.0
+    # CPU training (MODEL.DEVICE "cpu") on Linux/glibc: malloc keeps freed memory for reuse, so a
+    # step's large tensors cause no page faults (same values; ir_d2.engine.cpu_memory).
+    cfg.IR_CPU_KEEP_FREED_MEMORY = True
 
 
 def _add_test_config(cfg):

@@ -617,3 +617,33 @@ def test_the_parity_records_in_the_repository_agree_with_its_tables():
         summary = json.loads((root / "bench_parity_seeds.json").read_text())
         expected = {"tool": bench_parity.TOOL, **bench_parity.seeds_report(reports, names)}
         assert summary == json.loads(json.dumps(expected))  # as --summarise wrote it
+
+
+def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(
+    tmp_path, monkeypatch
+):
+    """Off and on alternate (a drift of the machine falls on both); the ratio is on / off of
+    the medians over each mode's runs; each run is a fresh process given its own case."""
+    import bench_cpu_memory
+
+    cases = []
+    seconds = iter([2.0, 1.8, 2.4, 1.7, 2.2, 1.9])  # off, on, off, on, off, on
+
+    def fake_measure(case):
+        cases.append(case)
+        keep, faults = case["keep"], 0 if case["keep"] else 9
+        return {"keep_freed_memory": keep, "seconds": next(seconds), "page_faults": faults}
+
+    monkeypatch.setattr(
+        bench_cpu_memory, "measure", lambda c: {**fake_measure(c), "peak_rss_MiB": 1}
+    )
+    argv = ["--iterations", "6", "--warmup", "2", "--repeats", "3", "--output", str(tmp_path)]
+    record = bench_cpu_memory.main(argv)
+    assert [c["keep"] for c in cases] == [False, True] * 3
+    assert len({c["output"] for c in cases}) == 6 and {c["warmup"] for c in cases} == {2}
+    assert record["ratio"] == round(1.8 / 2.2, 3)
+    saved = json.loads((tmp_path / "bench_cpu_memory.json").read_text())
+    assert saved["tool"] == "benchmarks/bench_cpu_memory.py" and saved["ratio"] == record["ratio"]
+    assert "on / off: 0.818x" in (tmp_path / "bench_cpu_memory.md").read_text()
+    with pytest.raises(SystemExit):
+        bench_cpu_memory.main(["--iterations", "3", "--warmup", "3"])

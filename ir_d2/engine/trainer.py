@@ -13,6 +13,7 @@ from detectron2.engine import defaults as d2_defaults
 from ir_d2.data.build import build_ir_test_loader, build_ir_train_loader
 from ir_d2.evaluation import IRCOCOEvaluator, build_irstd_evaluator
 
+from .cpu_memory import keep_freed_memory
 from .optimizer import build_ir_optimizer
 
 __all__ = ["IRTrainer", "ddp_device_kwargs"]
@@ -63,6 +64,7 @@ class IRTrainer(DefaultTrainer):
       (bbox, and segm when ``MODEL.MASK_ON``), "irstd" gives ``IRSTDEvaluator`` (IoU, nIoU, Pd,
       Fa, F1). An unknown type raises, naming the dataset, instead of detectron2's silent warning;
     - the optimizer from ``SOLVER.OPTIMIZER`` ("SGD", "Adam", "AdamW", "Adagrad");
+    - on the CPU, freed memory kept for reuse (``IR_CPU_KEEP_FREED_MEMORY``);
     - the schedule from detectron2's ``SOLVER.LR_SCHEDULER_NAME`` ("WarmupMultiStepLR",
       "WarmupCosineLR", "WarmupStepWithFixedGammaLR");
     - several processes (``train_net.py --num-gpus N``, detectron2's ``launch``) on GPUs as
@@ -72,7 +74,11 @@ class IRTrainer(DefaultTrainer):
 
     def __init__(self, cfg):
         """detectron2's ``DefaultTrainer.__init__``, its model wrapped in
-        ``DistributedDataParallel`` with :func:`ddp_device_kwargs` (:func:`_cpu_aware_ddp`)."""
+        ``DistributedDataParallel`` with :func:`ddp_device_kwargs` (:func:`_cpu_aware_ddp`).
+        On the CPU, with ``IR_CPU_KEEP_FREED_MEMORY``, malloc keeps freed memory for reuse first
+        (:func:`~ir_d2.engine.cpu_memory.keep_freed_memory`, before the loader's workers fork)."""
+        if cfg.IR_CPU_KEEP_FREED_MEMORY and cfg.MODEL.DEVICE == "cpu":
+            keep_freed_memory()
         with _cpu_aware_ddp():
             super().__init__(cfg)
 
