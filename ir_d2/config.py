@@ -264,8 +264,7 @@ def _add_solver_config(cfg):
     # Adam/AdamW/Adagrad epsilon; 0 takes the optimizer's own default (torch's: Adam/AdamW 1e-8,
     # Adagrad 1e-10), so a config that switches the optimizer never inherits another one's.
     cfg.SOLVER.EPS = 0.0
-    # CPU training (MODEL.DEVICE "cpu") on Linux/glibc: malloc keeps freed memory for reuse, so a
-    # step's large tensors cause no page faults (same values; ir_d2.engine.cpu_memory).
+    # CPU training on Linux/glibc: malloc keeps freed memory (no page faults a step; same values).
     cfg.IR_CPU_KEEP_FREED_MEMORY = True
 
 
