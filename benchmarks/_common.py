@@ -4,6 +4,7 @@ import functools
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -356,3 +357,8 @@ def measure_in_child(script: str, case: dict) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{Path(script).name}: case {case} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -22,7 +22,7 @@ import resource
 import statistics
 import time
 
-from _common import markdown_table, measure_in_child, write_report
+from _common import markdown_table, measure_in_child, peak_rss_mib, write_report
 
 TOOL = "benchmarks/bench_cpu_memory.py"
 
@@ -64,7 +64,7 @@ def run_child(case: dict) -> dict:
         "keep_freed_memory": case["keep"],
         "seconds": round(statistics.median(s for s, _ in kept), 4),
         "page_faults": int(statistics.median(f for _, f in kept)),
-        "peak_rss_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_MiB": round(peak_rss_mib(), 1),
     }
 
 

@@ -17,12 +17,11 @@ absolute difference, and the share of pixels that differ by more than 1e-4).
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 
 import numpy as np
-from _common import CONFIGS, markdown_table, measure_in_child, write_report
+from _common import CONFIGS, markdown_table, measure_in_child, peak_rss_mib, write_report
 
 TOOL = "benchmarks/bench_tiling.py"
 DEFAULT_CONFIG = "IRSTD/irstd_sgem_unet_W40_1500e_nudt_sirst.yaml"
@@ -38,11 +37,6 @@ def parse_size(text: str):
             f"a size is WIDTHxHEIGHT, e.g. 640x512: {text!r}"
         ) from None
     return height, width
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_case(case: dict) -> dict:

@@ -631,12 +631,10 @@ def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(
 
     def fake_measure(case):
         cases.append(case)
-        keep, faults = case["keep"], 0 if case["keep"] else 9
-        return {"keep_freed_memory": keep, "seconds": next(seconds), "page_faults": faults}
+        run = {"keep_freed_memory": case["keep"], "seconds": next(seconds)}
+        return run | {"page_faults": 0 if case["keep"] else 9, "peak_rss_MiB": 1.0}
 
-    monkeypatch.setattr(
-        bench_cpu_memory, "measure", lambda c: {**fake_measure(c), "peak_rss_MiB": 1}
-    )
+    monkeypatch.setattr(bench_cpu_memory, "measure", fake_measure)
     argv = ["--iterations", "6", "--warmup", "2", "--repeats", "3", "--output", str(tmp_path)]
     record = bench_cpu_memory.main(argv)
     assert [c["keep"] for c in cases] == [False, True] * 3

@@ -61,7 +61,8 @@ def test_the_trainer_keeps_freed_memory_on_the_cpu_with_the_key(monkeypatch):
     monkeypatch.setattr(trainer_module, "keep_freed_memory", lambda: calls.append(1))
     monkeypatch.setattr(DefaultTrainer, "__init__", lambda self, cfg: None)
     config = "IRSTD/irstd_unet_W32_1500e_sirst.yaml"
-    for keep, device, expected in ((True, "cpu", 1), (False, "cpu", 0), (True, "cuda", 0)):
+    cases = ((True, "cpu", 1), (True, "cpu:0", 1), (False, "cpu", 0), (True, "cuda", 0))
+    for keep, device, expected in cases:
         calls.clear()
         cfg = setup_cfg(config, ["IR_CPU_KEEP_FREED_MEMORY", keep])
         cfg.defrost()

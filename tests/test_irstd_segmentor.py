@@ -95,32 +95,6 @@ def test_loss_ignores_padding_and_averages_deep_supervision():
     torch.testing.assert_close(got, sum(expected) / 4)
 
 
-@pytest.mark.parametrize("loss", ["soft_iou", "bce"])
-def test_an_unpadded_batch_skips_the_padding_mask_with_the_same_loss(loss):
-    """A batch whose images all have the padded size gets no padding mask (None), and its loss
-    and gradients are exactly those that the all-ones mask gives; a padded batch gets the mask,
-    0 on the padding."""
-    opts = ["MODEL.IRSTD.DEEP_SUPERVISION", True, "MODEL.IRSTD.LOSS", loss]
-    model = _model("UNet", opts).train()
-    batch = _batch([(32, 64), (32, 64)], seed=5)
-    images = model.preprocess_image(batch)
-    targets, valid = model.prepare_targets(batch, images)
-    assert valid is None and targets.shape == (2, 32, 64)
-    outputs = [o.detach().requires_grad_() for o in model.net(images.tensor)]
-    masked = [o.detach().requires_grad_() for o in outputs]
-    with EventStorage():
-        got = model.losses(outputs, targets, None, batch)[f"loss_{loss}"]
-        ones = model.losses(masked, targets, torch.ones_like(targets), batch)[f"loss_{loss}"]
-    got.backward()
-    ones.backward()
-    assert torch.equal(got, ones)
-    assert all(torch.equal(a.grad, b.grad) for a, b in zip(outputs, masked))
-    padded = _batch([(32, 64), (27, 45)], seed=5)
-    _, valid = model.prepare_targets(padded, model.preprocess_image(padded))
-    assert valid.shape == (2, 32, 64) and float(valid.sum()) == 32 * 64 + 27 * 45
-    assert float(valid[1, :27, :45].min()) == 1.0
-
-
 def test_the_loss_and_its_reduction_over_outputs_are_config_keys():
     """UIU-Net's recipe: BCE on every output, summed over the outputs (MODEL.IRSTD.LOSS "bce",
     DS_REDUCTION "sum"), against the BCE of each output computed on the real pixels only."""

@@ -14,7 +14,6 @@ memory comes from changes).
 """
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -41,10 +40,7 @@ def keep_freed_memory() -> bool:
     """
     if not sys.platform.startswith("linux"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return False
+    libc = ctypes.CDLL(None)  # the symbols already loaded into this process, the C library's too
     # glibc's alone has gnu_get_libc_version: musl's mallopt is a stub that does nothing
     if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
         return False

@@ -6,6 +6,7 @@ dataset's evaluator type, and the optimizers detectron2 lacks.
 import contextlib
 import os
 
+import torch
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.engine import defaults as d2_defaults
@@ -77,7 +78,7 @@ class IRTrainer(DefaultTrainer):
         ``DistributedDataParallel`` with :func:`ddp_device_kwargs` (:func:`_cpu_aware_ddp`).
         On the CPU, with ``IR_CPU_KEEP_FREED_MEMORY``, malloc keeps freed memory for reuse first
         (:func:`~ir_d2.engine.cpu_memory.keep_freed_memory`, before the loader's workers fork)."""
-        if cfg.IR_CPU_KEEP_FREED_MEMORY and cfg.MODEL.DEVICE == "cpu":
+        if cfg.IR_CPU_KEEP_FREED_MEMORY and torch.device(cfg.MODEL.DEVICE).type == "cpu":
             keep_freed_memory()
         with _cpu_aware_ddp():
             super().__init__(cfg)

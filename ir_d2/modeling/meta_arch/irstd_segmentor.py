@@ -185,9 +185,7 @@ class IRSTDSegmentor(nn.Module):
 
     def prepare_targets(self, batched_inputs: List[Dict], images: ImageList):
         """
-        The padded {0, 1} targets (N, H, W) and the mask of real (non-padded) pixels, both float;
-        the mask is None when no image is padded (every pixel counts: the losses then skip the
-        masking, which would multiply by 1).
+        The padded {0, 1} targets (N, H, W) and the mask of real (non-padded) pixels, both float.
         """
         if "sem_seg" not in batched_inputs[0]:
             raise ValueError(
@@ -200,15 +198,11 @@ class IRSTDSegmentor(nn.Module):
                 raise ValueError(f"'sem_seg' {tuple(t.shape)} does not match its image {size}.")
         targets = ImageList.from_tensors([t.float() for t in sem_seg], self.size_divisibility)
         targets = targets.tensor  # the padding is 0, so the range check below ignores it
-        if targets.numel():
-            lo, hi = torch.aminmax(targets)
-            if lo < 0 or hi > 1:
-                raise ValueError(
-                    "'sem_seg' must hold values in {0, 1} (binarise {0, 255} masks with "
-                    "INPUT.IR.MASK_THRESHOLD, as IRSTDDatasetMapper does)."
-                )
-        if all(tuple(size) == tuple(targets.shape[-2:]) for size in images.image_sizes):
-            return targets, None
+        if targets.numel() and (targets.min() < 0 or targets.max() > 1):
+            raise ValueError(
+                "'sem_seg' must hold values in {0, 1} (binarise {0, 255} masks with "
+                "INPUT.IR.MASK_THRESHOLD, as IRSTDDatasetMapper does)."
+            )
         valid = ImageList.from_tensors(
             [torch.ones_like(t, dtype=torch.float32) for t in sem_seg], self.size_divisibility
         )
@@ -247,7 +241,7 @@ class IRSTDSegmentor(nn.Module):
         self,
         outputs: List[torch.Tensor],
         targets: torch.Tensor,
-        valid: Optional[torch.Tensor],
+        valid: torch.Tensor,
         batched_inputs: List[Dict],
         edge: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
@@ -257,7 +251,7 @@ class IRSTDSegmentor(nn.Module):
         Args:
             outputs: the net's (N, 1, H, W) logit maps (one, or several with deep supervision).
             targets: (N, H, W) padded {0, 1} targets.
-            valid: (N, H, W), 1 on real pixels and 0 on the padding; None: no padding.
+            valid: (N, H, W), 1 on real pixels and 0 on the padding.
             batched_inputs: the inputs, for losses that need more than the masks (e.g. the
                 SIRST-5K negative-sample loss, which groups the rotated variants of a frame).
             edge: (N, 1, H, W) edge logits of a net that predicts the targets' edges (ISNet).
