@@ -52,6 +52,19 @@ side's test IoU over the seeds, ir_d2's mean minus the official code's with a 95
 interval and an exact permutation p-value, and a verdict against the 2-point goal.
 ``--summarise`` does the same over reports already written (seeds run with different
 ``--epochs`` or ``--eval-every`` meet at the iterations they all scored).
+
+``--coupled`` takes the seeds' spread out of the comparison: instead of two independent
+trainings, one run in which ir_d2's own trainer (config, loader, optimizer, schedule, hooks)
+starts from the official initial weights and, after each of its steps, the official net, loss
+and optimizer and the lockstep's control (the official code with its weights rounded) step on
+the same batch; all three are scored by IRSTDEvaluator every ``--eval-every`` epochs
+(``bench_parity_coupled.{json,md,png}``, rewritten after each test, ``"finished"`` at the end).
+With the initial draw and every batch shared, only the arithmetic differs, and the control
+shows how far the official code drifts from itself by rounding alone. ``--summarise`` over
+several seeds' coupled folders sets each seed's ir_d2 minus official beside its control minus
+official, as means over the seeds with bootstrap intervals (``bench_parity_coupled_seeds``).
+
+    ... --crop 256 --epochs 3 --eval-every 3 --lockstep 0 --augmentation-samples 0 --coupled
 """
 
 import argparse
@@ -74,6 +87,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import (
+    code_version,
     markdown_table,
     save_result,
     saved_result,
@@ -82,6 +96,7 @@ from _common import (
     write_report,
 )
 from detectron2.data import DatasetCatalog
+from detectron2.engine import HookBase
 from detectron2.evaluation import inference_on_dataset
 from detectron2.utils.logger import setup_logger
 
@@ -479,27 +494,12 @@ def _difference(reference: dict, other: dict, trainable) -> dict:
     }
 
 
-def lockstep(args, flavour: str, steps: int) -> dict:
-    """
-    The official net, loss and optimizer against ir_d2's, on the same batches: the official
-    DNANet built and Xavier-initialised by the official code, its weights copied into ir_d2's
-    DNANet, then ``steps`` training steps on each side from the same ir_d2 batches (the official
-    loss ``SoftIoULoss`` averaged over the deep-supervision outputs and the official optimizer
-    with its one scheduler step, against ``IRSTDSegmentor``'s loss and ir_d2's optimizer).
-
-    Float arithmetic in another order (ir_d2's layers sum and concatenate in their own order)
-    differs in the last bits, and adaptive optimizers amplify such bits where a gradient is
-    nearly zero (Adagrad's and Adam's first steps are ``lr * sign(g)``). So a control runs
-    beside them: the official code against itself with its initial weights changed by float32
-    rounding (relative 2**-24). ir_d2 agrees with the official code when it stays as close to it
-    as that control does; then any difference of the two trainings comes from their data
-    (augmentation and sampling), not from net, loss or optimizer. Each side's whole step is
-    timed too (``"step_seconds"``: the medians over the steps and ir_d2's ratio), the two in
-    turn on the same batch, the one that goes first alternating from step to step: the time per
-    iteration without the data loaders and trainers.
-    """
-    if flavour != "dnanet":
-        return {"skipped": "the lockstep maps the DNANet code's layer names only"}
+def _official_nets(args, flavour: str):
+    """The official side of the same-batch runs (the lockstep and ``--coupled``): the official
+    DNANet built and Xavier-initialised by the official code (after ``torch.manual_seed(seed)``),
+    the control (a copy with its weights changed by float32 rounding, relative 2**-24), each
+    with the official optimizer (its one scheduler step taken), and the official loss of a
+    net's outputs (``SoftIoULoss`` averaged over the deep-supervision outputs)."""
     clone = Path(args.official).expanduser().resolve()
     net_code = _official_module(clone, "model_DNANet")
     loss_code = _official_module(clone, "loss")
@@ -532,7 +532,37 @@ def lockstep(args, flavour: str, steps: int) -> dict:
             torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1500, eta_min=1e-5).step()
         return opt
 
-    official_opt, control_opt = official_optimizer(official), official_optimizer(control)
+    def official_loss(net, images, targets):
+        preds = net(images)
+        return sum(loss_code.SoftIoULoss(p, targets[:, None]) for p in preds) / len(preds)
+
+    sides = {"official": official, "control": control}
+    return {name: (net, official_optimizer(net)) for name, net in sides.items()}, official_loss
+
+
+def lockstep(args, flavour: str, steps: int) -> dict:
+    """
+    The official net, loss and optimizer against ir_d2's, on the same batches: the official
+    DNANet built and Xavier-initialised by the official code, its weights copied into ir_d2's
+    DNANet, then ``steps`` training steps on each side from the same ir_d2 batches (the official
+    loss ``SoftIoULoss`` averaged over the deep-supervision outputs and the official optimizer
+    with its one scheduler step, against ``IRSTDSegmentor``'s loss and ir_d2's optimizer).
+
+    Float arithmetic in another order (ir_d2's layers sum and concatenate in their own order)
+    differs in the last bits, and adaptive optimizers amplify such bits where a gradient is
+    nearly zero (Adagrad's and Adam's first steps are ``lr * sign(g)``). So a control runs
+    beside them: the official code against itself with its initial weights changed by float32
+    rounding (relative 2**-24). ir_d2 agrees with the official code when it stays as close to it
+    as that control does; then any difference of the two trainings comes from their data
+    (augmentation and sampling), not from net, loss or optimizer. Each side's whole step is
+    timed too (``"step_seconds"``: the medians over the steps and ir_d2's ratio), the two in
+    turn on the same batch, the one that goes first alternating from step to step: the time per
+    iteration without the data loaders and trainers.
+    """
+    if flavour != "dnanet":
+        return {"skipped": "the lockstep maps the DNANet code's layer names only"}
+    sides, official_loss = _official_nets(args, flavour)
+    (official, official_opt), (control, control_opt) = sides["official"], sides["control"]
     cfg = ir_d2_cfg(args, flavour, steps)
     model = IRTrainer.build_model(cfg)
     model.net.load_state_dict(official_to_ir_d2(official.state_dict()))
@@ -542,10 +572,6 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     batches = [next(loader) for _ in range(steps)]
     for net in (official, control, model):
         net.train()
-
-    def official_loss(net, images, targets):
-        preds = net(images)
-        return sum(loss_code.SoftIoULoss(p, targets[:, None]) for p in preds) / len(preds)
 
     def segmentor_loss(batch):
         return sum(model(batch).values())
@@ -601,6 +627,154 @@ def lockstep(args, flavour: str, steps: int) -> dict:
         "ir_d2": ours_diff,
         "control": itself,
     }
+
+
+# ------------------------------------------------------------------------ the coupled training
+#: the coupled run's three sides: the official code, its control (weights rounded), ir_d2
+COUPLED_SIDES = {
+    "official": "official code",
+    "control": "official code, weights rounded",
+    "ir_d2": "ir_d2",
+}
+
+
+class _Recording:
+    """The trainer's batches, each kept as ``last`` once it is handed out."""
+
+    def __init__(self, iterator):
+        self.iterator, self.last = iterator, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.last = next(self.iterator)
+        return self.last
+
+
+class _OfficialSteps(HookBase):
+    """After each of ir_d2's training steps, one official step of each of ``sides`` (name: (net,
+    optimizer)) on the batch that ir_d2 just trained on (``recording.last``), normalised and with
+    targets as ir_d2's segmentor makes them; each side's losses kept in ``losses[name]``."""
+
+    def __init__(self, recording: _Recording, sides: dict, loss_of):
+        self.recording, self.sides, self.loss_of = recording, sides, loss_of
+        self.losses = {name: [] for name in sides}
+
+    def after_step(self):
+        model = self.trainer.model
+        with torch.no_grad():
+            images = model.preprocess_image(self.recording.last)
+            targets, _ = model.prepare_targets(self.recording.last, images)
+        for name, (net, opt) in self.sides.items():
+            loss = self.loss_of(net, images.tensor, targets)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.losses[name].append(float(loss.detach()))
+
+
+def coupled(args, flavour: str, out: Path) -> dict:
+    """
+    The whole training, coupled: ir_d2's DNANet trained by ``IRTrainer`` (its config, loader,
+    optimizer, schedule and hooks, as :func:`run_ir_d2`) from the official code's initial
+    weights, and after each of its steps one step of the official net, loss and optimizer on the
+    same batch, with the control (the official code with its initial weights rounded, the
+    lockstep's) beside them; ``--epochs`` epochs of 663 // batch iterations, all three scored by
+    IRSTDEvaluator every ``--eval-every`` epochs (the official weights through ir_d2's DNANet,
+    the same layers). With the initial draw and the batches shared, what is left to differ is the
+    arithmetic: ir_d2 trains as the official code does when it ends as close to it as the control
+    does (Adam's and Adagrad's amplification of rounding makes the control drift too). The
+    report is rewritten after each test, ``"finished": false`` until the last one.
+    """
+    if flavour != "dnanet":
+        raise CommandLineError("--coupled maps the DNANet code's layer names only")
+    per_epoch = len(DatasetCatalog.get(TRAIN)) // args.batch  # the official drop_last loader
+    total = per_epoch * args.epochs
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    sides, official_loss = _official_nets(args, flavour)  # seeds torch
+    cfg = ir_d2_cfg(args, flavour, total)
+    trainer = IRTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.model.net.load_state_dict(official_to_ir_d2(sides["official"][0].state_dict()))
+    recording = _Recording(iter(trainer._trainer.data_loader))
+    trainer._trainer._data_loader_iter_obj = recording
+    steps = _OfficialSteps(recording, sides, official_loss)
+    trainer.register_hooks([steps])  # before train_and_watch's tests
+    for net, _ in sides.values():
+        net.train()
+    probe = copy.deepcopy(trainer.model)  # scores the official weights
+    report = {"conditions": conditions(args) | {"coupled": True}, "flavour": flavour}
+    report["code"] = code_version()  # the digest of ir_d2/ and configs/ that trained
+    report |= {"iterations": total, "finished": False, "curve": []}
+
+    def evaluate(trainer):
+        point = {}
+        for side in COUPLED_SIDES:
+            model = trainer.model
+            if side in sides:
+                probe.net.load_state_dict(official_to_ir_d2(sides[side][0].state_dict()))
+                model = probe
+            loader = IRTrainer.build_test_loader(cfg, TEST)
+            metrics = inference_on_dataset(model, loader, build_irstd_evaluator(cfg, TEST))
+            point[side] = {k: round(metrics["irstd"][k], 2) for k in METRICS}
+            losses = steps.losses.get(side)
+            point[side]["train_loss"] = (
+                round(float(np.mean(losses[-per_epoch:])), 4)
+                if losses
+                else epoch_loss(trainer.storage, per_epoch)
+            )
+        print(
+            f"coupled: iteration {trainer.iter + 1}, IoU "
+            + ", ".join(f"{side} {point[side]['IoU']:.2f}" for side in COUPLED_SIDES),
+            flush=True,
+        )
+        report["curve"].append({"iteration": trainer.iter + 1} | point)
+        write_report(out, "bench_parity_coupled", TOOL, report, coupled_markdown(report))
+        return point
+
+    train_and_watch(trainer, per_epoch * args.eval_every, evaluate)
+    report["finished"] = True
+    return report
+
+
+def coupled_markdown(report) -> str:
+    """The coupled run's curve: each side's test IoU and epoch training loss, and how far ir_d2
+    and the control each ended from the official code."""
+    rows = []
+    for p in report["curve"]:
+        off = p["official"]["IoU"]
+        rows.append(
+            [p["iteration"], *(p[side]["IoU"] for side in COUPLED_SIDES)]
+            + [round(p["ir_d2"]["IoU"] - off, 2), round(p["control"]["IoU"] - off, 2)]
+            + [p[side]["train_loss"] for side in COUPLED_SIDES]
+        )
+    header = ["iteration", "test IoU: official", "official, weights rounded", "ir_d2"]
+    header += ["ir_d2 - official", "rounded - official", "train loss: official"]
+    header += ["official, weights rounded", "ir_d2"]
+    c = report["conditions"]
+    state = "" if report["finished"] else " (unfinished: the run stopped or goes on)"
+    return (
+        f"{report['flavour']} on {TEST}, coupled{state}: the official initial weights and the "
+        f"same batches for all three; {c['epochs']} epochs at batch {c['batch']}, crop "
+        f"{c['crop']}, {c['optimizer']} lr {c['lr']}, seed {c['seed']}\n\n"
+        + markdown_table(header, rows)
+    )
+
+
+def coupled_plot(report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [p["iteration"] for p in report["curve"]]
+    for side, label in COUPLED_SIDES.items():
+        ax.plot(x, [p[side]["IoU"] for p in report["curve"]], "o-", label=label)
+    title = f"{report['flavour']}, coupled, seed {report['conditions']['seed']}: {TEST}"
+    _finish_plot(fig, ax, title, path)
 
 
 def augmentation_stats(args, flavour: str, nudt: Path, samples: int) -> dict:
@@ -861,19 +1035,7 @@ def seeds_report(reports, names) -> dict:
         if missing:
             raise CommandLineError(f"{name}: not a report of a parity run (no {missing})")
 
-    def recipe(report):  # a report from before --device trained on the CPU
-        conditions = {"device": "cpu", **report["conditions"]}
-        return {k: v for k, v in conditions.items() if k not in SEED_KEYS}
-
-    base = recipe(reports[0])
-    for report, name in zip(reports[1:], names[1:]):
-        other = recipe(report)
-        differ = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
-        if differ:
-            raise CommandLineError(f"{name}: another recipe than {names[0]} ({', '.join(differ)})")
-    seeds = [r["conditions"]["seed"] for r in reports]
-    if len(set(seeds)) != len(seeds):
-        raise CommandLineError(f"a seed appears twice among {names}: {seeds}")
+    seeds, base = _same_recipe(reports, names)
     scored = [{p["iteration"] for p in r[side]["curve"]} for r in reports for side in SIDES]
     iterations = sorted(set.intersection(*scored))
     if not iterations:
@@ -960,12 +1122,122 @@ def seeds_plot(report, path: Path) -> None:
     _finish_plot(fig, ax, f"{report['flavour']}, {len(report['seeds'])} seeds: {TEST}", path)
 
 
+def paired_difference(differences, draws: int = 20000, seed: int = 0) -> dict:
+    """The mean of per-seed differences (coupled runs: each seed's ir_d2 minus its official
+    code) with a 95% bootstrap interval (the seeds resampled with replacement; ``seed`` fixes the
+    draws), and the verdict against the 2-point goal: parity shown when the interval lies within
+    +-GOAL_POINTS, a difference when it excludes 0, else not resolved."""
+    d = np.asarray(differences, np.float64)
+    boot = np.random.default_rng(seed).choice(d, (draws, len(d))).mean(1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    if -GOAL_POINTS <= low and high <= GOAL_POINTS:
+        verdict = f"parity shown: the 95% interval lies within +-{GOAL_POINTS:g} points"
+    elif low > 0 or high < 0:
+        verdict = "the codes differ: the 95% interval excludes 0"
+    else:
+        verdict = f"not resolved: the 95% interval is not within +-{GOAL_POINTS:g} points"
+    return {
+        "mean": round(float(d.mean()), 2),
+        "mean_absolute": round(float(np.abs(d).mean()), 2),
+        "interval_95": [round(float(low), 2), round(float(high), 2)],
+        "verdict": verdict,
+    }
+
+
+def _same_recipe(reports, names):
+    """The seeds of ``reports`` (parity reports, one seed each) and their recipe (the conditions
+    but SEED_KEYS), which they must share, with no seed twice; else CommandLineError."""
+
+    def recipe(report):  # a report from before --device trained on the CPU
+        conditions = {"device": "cpu", **report["conditions"]}
+        return {k: v for k, v in conditions.items() if k not in SEED_KEYS}
+
+    base = recipe(reports[0])
+    for report, name in zip(reports[1:], names[1:]):
+        other = recipe(report)
+        differ = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
+        if differ:
+            raise CommandLineError(f"{name}: another recipe than {names[0]} ({', '.join(differ)})")
+    seeds = [r["conditions"]["seed"] for r in reports]
+    if len(set(seeds)) != len(seeds):
+        raise CommandLineError(f"a seed appears twice among {names}: {seeds}")
+    return seeds, base
+
+
+def coupled_seeds_report(reports, names) -> dict:
+    """Coupled runs (:func:`coupled`) of several seeds set side by side at every iteration that
+    all of them scored: each seed's three test IoUs, and over the seeds the official code's
+    distance to ir_d2 and to its own control (:func:`paired_difference` of each)."""
+    if len(reports) < 2:
+        raise CommandLineError("parity over seeds needs the reports of at least two seeds")
+    for report, name in zip(reports, names):
+        if not report.get("finished"):
+            raise CommandLineError(f"{name}: an unfinished coupled run")
+    seeds, recipe = _same_recipe(reports, names)
+    scored = [{p["iteration"] for p in r["curve"]} for r in reports]
+    iterations = sorted(set.intersection(*scored))
+    if not iterations:
+        raise CommandLineError(f"no iteration was scored by every run of {names}")
+    points = []
+    for iteration in iterations:
+        at = [next(p for p in r["curve"] if p["iteration"] == iteration) for r in reports]
+        iou = {side: [p[side]["IoU"] for p in at] for side in COUPLED_SIDES}
+        points.append(
+            {"iteration": iteration, "IoU": iou}
+            | {
+                f"{side}_minus_official": paired_difference(
+                    [b - a for a, b in zip(iou["official"], iou[side])]
+                )
+                for side in ("ir_d2", "control")
+            }
+        )
+    return {"recipe": recipe, "seeds": seeds, "reports": list(map(str, names)), "points": points}
+
+
+def coupled_seeds_markdown(report) -> str:
+    def text(d):
+        return (
+            f"{d['mean']} [{d['interval_95'][0]}, {d['interval_95'][1]}], |.| {d['mean_absolute']}"
+        )
+
+    rows = [
+        [p["iteration"], text(p["ir_d2_minus_official"]), p["ir_d2_minus_official"]["verdict"]]
+        + [text(p["control_minus_official"])]
+        for p in report["points"]
+    ]
+    header = ["iteration", "ir_d2 - official: mean [95% interval], mean absolute", "verdict"]
+    header += ["official weights rounded - official (the control)"]
+    per_seed = markdown_table(
+        ["seed", *(f"{p['iteration']}: official / rounded / ir_d2" for p in report["points"])],
+        [
+            [seed]
+            + [
+                " / ".join(str(p["IoU"][side][i]) for side in COUPLED_SIDES)
+                for p in report["points"]
+            ]
+            for i, seed in enumerate(report["seeds"])
+        ],
+    )
+    r = report["recipe"]
+    return (
+        f"Coupled runs on {TEST}, {len(report['seeds'])} seeds "
+        f"({', '.join(map(str, report['seeds']))}): batch {r['batch']}, crop {r['crop']}, "
+        f"{r['optimizer']} lr {r['lr']}\n\n{markdown_table(header, rows)}\n"
+        f"Test IoU of each seed:\n\n{per_seed}"
+    )
+
+
 def summarise(paths, out: Path) -> dict:
-    """:func:`seeds_report` of the ``bench_parity.json`` in each folder of ``paths``, written to
-    ``out`` as ``bench_parity_seeds.{json,md,png}``."""
+    """:func:`seeds_report` of the ``bench_parity.json`` in each folder of ``paths`` (or
+    :func:`coupled_seeds_report` where they hold ``bench_parity_coupled.json``), written to
+    ``out`` as ``bench_parity_seeds.{json,md,png}`` (``bench_parity_coupled_seeds.{json,md}``)."""
     reports, names = [], []
     for folder in map(Path, paths):
-        path = folder / "bench_parity.json" if folder.is_dir() else folder
+        path = folder
+        if folder.is_dir():
+            path = folder / "bench_parity.json"
+            if not path.is_file() and (folder / "bench_parity_coupled.json").is_file():
+                path = folder / "bench_parity_coupled.json"
         try:
             reports.append(json.loads(path.read_text()))
         except (OSError, ValueError) as e:
@@ -973,9 +1245,17 @@ def summarise(paths, out: Path) -> dict:
         if reports[-1].get("tool") != TOOL:
             raise CommandLineError(f"{path}: not written by {TOOL}")
         names.append(str(path))
-    report = seeds_report(reports, names)
-    text = seeds_markdown(report)
-    write_report(out, "bench_parity_seeds", TOOL, report, text, lambda p: seeds_plot(report, p))
+    kinds = {bool(r.get("conditions", {}).get("coupled")) for r in reports}
+    if len(kinds) > 1:
+        raise CommandLineError(f"coupled and independent runs cannot be set side by side: {names}")
+    if kinds == {True}:
+        report = coupled_seeds_report(reports, names)
+        text = coupled_seeds_markdown(report)
+        write_report(out, "bench_parity_coupled_seeds", TOOL, report, text)
+    else:
+        report = seeds_report(reports, names)
+        text = seeds_markdown(report)
+        write_report(out, "bench_parity_seeds", TOOL, report, text, lambda p: seeds_plot(report, p))
     print(text)
     return report
 
@@ -1012,6 +1292,13 @@ def main(argv=None):
     )
     parser.add_argument(
         "--checks-only", action="store_true", help="the lockstep and augmentation checks only"
+    )
+    parser.add_argument(
+        "--coupled",
+        action="store_true",
+        help="instead of the two independent trainings, one coupled training: ir_d2's trainer "
+        "from the official initial weights, the official code and its control stepped on the "
+        "same batches, all three scored (bench_parity_coupled.{json,md,png})",
     )
     parser.add_argument("--output", default="output/bench_parity")
     parser.add_argument("--resume", action="store_true", help="keep a side already run alike")
@@ -1075,6 +1362,8 @@ def run_seed(args, out: Path, nudt: Path, flavour: str) -> dict:
         write_report(out, "bench_parity_checks", TOOL, report, text)
         print(text)
         return report
+    if args.coupled:
+        return run_coupled(args, out, flavour, report)
     for side in SIDES:
         path = out / f"{side}.json"
         result = saved_result(path, conditions(args), args.resume)
@@ -1086,6 +1375,25 @@ def run_seed(args, out: Path, nudt: Path, flavour: str) -> dict:
         report[side] = result
     text = markdown(report) + "\n" + checks_markdown(report)
     write_report(out, "bench_parity", TOOL, report, text, lambda p: plot(report, p))
+    print(text)
+    return report
+
+
+def run_coupled(args, out: Path, flavour: str, checks: dict) -> dict:
+    """:func:`coupled` into ``out`` (``bench_parity_coupled.{json,md,png}``, the checks' report
+    beside it); with ``--resume`` a finished coupled report of the same conditions is kept."""
+    path = out / "bench_parity_coupled.json"
+    expected = conditions(args) | {"coupled": True}
+    if args.resume and path.is_file():
+        kept = json.loads(path.read_text())
+        if kept.get("tool") == TOOL and kept.get("finished") and kept["conditions"] == expected:
+            print(f"kept {path} (--resume)")
+            return kept
+    report = coupled(args, flavour, out)
+    text = coupled_markdown(report)
+    write_report(out, "bench_parity_coupled", TOOL, report, text, lambda p: coupled_plot(report, p))
+    if checks.get("lockstep") or checks.get("augmentation"):
+        write_report(out, "bench_parity_checks", TOOL, checks, checks_markdown(checks))
     print(text)
     return report
 

@@ -531,6 +531,158 @@ def test_bench_parity_trains_both_sides_on_the_device_it_is_given(tmp_path, monk
     }
 
 
+def test_bench_parity_coupled_trains_the_official_side_on_ir_d2s_batches_from_its_weights(
+    tmp_path, monkeypatch, capsys
+):
+    """``--coupled``: ir_d2's trainer starts from the official initial weights and, after each of
+    its steps, the official net and its control step on the batch it just took. With an
+    "official" code that computes what ir_d2 computes (ir_d2's DNANet and Soft-IoU), the three
+    sides' epoch losses and test IoUs agree, which they do only when the initial weights and
+    every batch are shared; the report is rewritten after each test and marked finished last."""
+    if not (SHARED_DATA / "nudt-sirst").is_dir():
+        pytest.skip(f"real IR data {SHARED_DATA / 'nudt-sirst'} is absent")
+    import types
+
+    import bench_parity
+    from _common import code_version, first_frames, use_datasets
+
+    from ir_d2.layers import soft_iou_loss
+
+    use_datasets(str(SHARED_DATA))
+    monkeypatch.setattr(bench_parity, "TRAIN", first_frames("nudt_sirst_train", 8))
+    monkeypatch.setattr(bench_parity, "TEST", first_frames("nudt_sirst_test", 3))
+
+    def fake_dnanet(num_classes, input_channels, block, num_blocks, nb_filter, deep_supervision):
+        return DNANet(input_channels, channels=nb_filter, blocks=num_blocks, deep_supervision=True)
+
+    fake = {
+        "model_DNANet": types.SimpleNamespace(DNANet=fake_dnanet, Res_CBAM_block=None),
+        "loss": types.SimpleNamespace(SoftIoULoss=soft_iou_loss),
+    }
+    monkeypatch.setattr(bench_parity, "_official_module", lambda clone, name: fake[name])
+    monkeypatch.setattr(bench_parity, "official_to_ir_d2", lambda state: state)  # one net's names
+    seen = []
+    recording = bench_parity._Recording
+
+    class Seen(recording):  # what the trainer takes, in order
+        def __next__(self):
+            seen.append(super().__next__())
+            return seen[-1]
+
+    monkeypatch.setattr(bench_parity, "_Recording", Seen)
+    args = argparse.Namespace(
+        official=str(tmp_path), batch=2, crop=64, base=256, optimizer="Adam", lr=1e-3, seed=1,
+        channel_size="one", backbone="resnet_10", epochs=2, eval_every=1, workers=0,
+        device="cpu", output=str(tmp_path / "out"), resume=False,
+    )  # fmt: skip
+    rewritten = []
+    write = bench_parity.write_report
+
+    def spy(folder, stem, tool, record, text, figure=None):
+        rewritten.append((stem, record["finished"], len(record["curve"])))
+        write(folder, stem, tool, record, text, figure)
+
+    monkeypatch.setattr(bench_parity, "write_report", spy)
+    report = bench_parity.run_coupled(args, tmp_path / "out", "dnanet", {})
+    assert len(seen) == 8  # 2 epochs of 8 // 2 iterations, each batch taken once
+    assert report["finished"] and [p["iteration"] for p in report["curve"]] == [4, 8]
+    for point in report["curve"]:
+        official, control, ours = (point[s] for s in ("official", "control", "ir_d2"))
+        assert ours["train_loss"] == pytest.approx(official["train_loss"], abs=2e-4)
+        assert control["train_loss"] == pytest.approx(official["train_loss"], abs=2e-4)
+        # the false alarms count every pixel of the 3 frames: within rounding's drift (0.05%)
+        for side in (ours, control):
+            assert abs(side["IoU"] - official["IoU"]) <= 0.05
+            assert side["Fa"] == pytest.approx(official["Fa"], rel=2e-3)
+    assert 0.5 < report["curve"][0]["official"]["train_loss"] < 1.0
+    # after each test a report that says it is unfinished, then the finished one with its figure
+    assert rewritten == [
+        ("bench_parity_coupled", False, 1),
+        ("bench_parity_coupled", False, 2),
+        ("bench_parity_coupled", True, 2),
+    ]
+    out = tmp_path / "out"
+    saved = json.loads((out / "bench_parity_coupled.json").read_text())
+    assert saved["finished"] and saved["conditions"]["coupled"] is True
+    assert saved["code"] == code_version()
+    assert (out / "bench_parity_coupled.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 8 |" in (out / "bench_parity_coupled.md").read_text()
+    # --resume keeps a finished run of the same conditions without training
+    args.resume = True
+    seen.clear()
+    assert bench_parity.run_coupled(args, out, "dnanet", {})["curve"] == report["curve"]
+    assert seen == [] and "kept" in capsys.readouterr().out
+    from ir_d2.utils.cli import CommandLineError
+
+    with pytest.raises(CommandLineError, match="DNANet code's layer names only"):
+        bench_parity.coupled(args, "sirst5k", out)
+
+
+def _coupled_report(seed, curve, finished=True):
+    """A coupled report as ``bench_parity --coupled`` writes it: ``curve`` maps an iteration to
+    the (official, control, ir_d2) test IoUs."""
+    conditions = {"epochs": 5, "eval_every": 5, "batch": 4, "crop": 256, "seed": seed}
+    conditions |= {"optimizer": "Adam", "lr": 0.001, "threads": 2, "coupled": True}
+    points = [
+        {"iteration": i} | {s: {"IoU": v} for s, v in zip(("official", "control", "ir_d2"), ious)}
+        for i, ious in sorted(curve.items())
+    ]
+    return {"tool": "benchmarks/bench_parity.py", "conditions": conditions, "flavour": "dnanet"} | {
+        "finished": finished,
+        "curve": points,
+    }
+
+
+def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_path, capsys):
+    """Coupled runs over seeds: each seed's ir_d2 minus its official code, and the control minus
+    the official code, as a mean with a bootstrap interval over the seeds and a verdict against
+    the 2-point goal; an unfinished run, or coupled runs beside independent ones, are refused."""
+    import bench_parity
+
+    from ir_d2.utils.cli import CommandLineError
+
+    same = bench_parity.paired_difference([0.5, 0.5, 0.5])
+    assert same["interval_95"] == [0.5, 0.5] and same["verdict"].startswith("parity shown")
+    apart = bench_parity.paired_difference([5.0, 6.0, 7.0])
+    assert apart["mean"] == 6.0 and 5.0 <= apart["interval_95"][0] <= apart["interval_95"][1] <= 7
+    assert apart["verdict"].startswith("the codes differ")
+    wide = bench_parity.paired_difference([-6.0, 5.0, 1.0])
+    assert wide["mean"] == 0.0 and wide["mean_absolute"] == 4.0
+    assert wide["verdict"].startswith("not resolved")
+
+    folders = []
+    curves = [  # seed 0 scored at 330 and 825, the others at 825 only
+        {330: (30.0, 29.0, 31.0), 825: (48.0, 47.5, 48.5)},
+        {825: (50.0, 51.0, 49.0)},
+        {825: (45.0, 45.0, 46.0)},
+    ]
+    for seed, curve in enumerate(curves):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        (folder / "bench_parity_coupled.json").write_text(json.dumps(_coupled_report(seed, curve)))
+        folders.append(str(folder))
+    out = tmp_path / "summary"
+    report = bench_parity.main(["--summarise", *folders, "--output", str(out)])
+    (point,) = report["points"]
+    assert point["iteration"] == 825 and point["IoU"]["ir_d2"] == [48.5, 49.0, 46.0]
+    assert point["ir_d2_minus_official"] == bench_parity.paired_difference([0.5, -1.0, 1.0])
+    assert point["control_minus_official"] == bench_parity.paired_difference([-0.5, 1.0, 0.0])
+    assert point["ir_d2_minus_official"]["mean_absolute"] == 0.83
+    text = (out / "bench_parity_coupled_seeds.md").read_text()
+    assert "| 1 | 50.0 / 51.0 / 49.0 |" in text and text in capsys.readouterr().out
+    assert json.loads((out / "bench_parity_coupled_seeds.json").read_text())["seeds"] == [0, 1, 2]
+
+    unfinished = tmp_path / "unfinished.json"
+    unfinished.write_text(json.dumps(_coupled_report(5, {825: (1.0, 1.0, 1.0)}, finished=False)))
+    with pytest.raises(CommandLineError, match="unfinished.json: an unfinished coupled run"):
+        bench_parity.summarise([folders[0], str(unfinished)], out)
+    head, official, ours = _parity_report(7, {825: 1.0}, {825: 2.0})
+    independent = tmp_path / "independent.json"
+    independent.write_text(json.dumps(head | {"official": official, "ir_d2": ours}))
+    with pytest.raises(CommandLineError, match="coupled and independent runs cannot be set"):
+        bench_parity.summarise([folders[0], str(independent)], out)
+
+
 def per_seed_table(text: str, title: str) -> dict:
     """The cells of the Markdown table whose header starts with ``| title |``: row name ->
     {seed: cell text}, empty cells left out."""
