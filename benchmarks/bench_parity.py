@@ -747,7 +747,7 @@ def coupled_markdown(report) -> str:
         off = p["official"]["IoU"]
         rows.append(
             [p["iteration"], *(p[side]["IoU"] for side in COUPLED_SIDES)]
-            + [round(p["ir_d2"]["IoU"] - off, 2), round(p["control"]["IoU"] - off, 2)]
+            + [f"{p[side]['IoU'] - off:+.2f}" for side in ("ir_d2", "control")]
             + [p[side]["train_loss"] for side in COUPLED_SIDES]
         )
     header = ["iteration", "test IoU: official", "official, weights rounded", "ir_d2"]

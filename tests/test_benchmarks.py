@@ -771,6 +771,40 @@ def test_the_parity_records_in_the_repository_agree_with_its_tables():
         assert summary == json.loads(json.dumps(expected))  # as --summarise wrote it
 
 
+def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
+    """The coupled crop-256 runs live in ``benchmarks/results/parity_dnanet_coupled_crop256/
+    seed<k>/bench_parity_coupled.json``. Each row of the README's coupled table (``| coupled
+    run |``) is a finished record's test, to the digit, the differences its own; every test of
+    every record is in the table, each run under the one recipe and by one code."""
+    import bench_parity
+
+    root = REPO_ROOT / "benchmarks/results/parity_dnanet_coupled_crop256"
+    recipe = {"batch": 4, "crop": 256, "base": 256, "workers": 1, "channel_size": "three"}
+    recipe |= {"backbone": "resnet_10", "optimizer": "Adam", "lr": 0.001, "device": "cpu"}
+    recipe |= {"threads": 2, "coupled": True}
+    lines = (REPO_ROOT / "benchmarks/README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| coupled run |"))
+    rows = set()
+    for line in itertools.takewhile(lambda s: s.startswith("|"), lines[start + 2 :]):
+        rows.add(tuple(c.strip() for c in line.strip("|").split("|")[:7]))
+    found, codes = set(), set()
+    for path in sorted(root.glob("seed*/bench_parity_coupled.json")):
+        report = json.loads(path.read_text())
+        c = report["conditions"]
+        assert report["tool"] == bench_parity.TOOL and report["finished"], path
+        assert path.parent.name == f"seed{c['seed']}", path
+        assert {k: v for k, v in c.items() if k not in bench_parity.SEED_KEYS} == recipe, path
+        codes.add(report["code"])
+        for point in report["curve"]:
+            iou = [point[side]["IoU"] for side in bench_parity.COUPLED_SIDES]
+            cells = [f"{x:.2f}" for x in iou] + [
+                f"{d:+.2f}" for d in (iou[2] - iou[0], iou[1] - iou[0])
+            ]
+            found.add((f"seed {c['seed']}", str(point["iteration"]), *cells))
+    assert found and rows == found  # every row has its record and every test its row
+    assert len(codes) == 1
+
+
 def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(
     tmp_path, monkeypatch
 ):
