@@ -540,6 +540,16 @@ def _official_nets(args, flavour: str):
     return {name: (net, official_optimizer(net)) for name, net in sides.items()}, official_loss
 
 
+def _train_step(opt, loss_of, *inputs):
+    """One side's whole step (forward, loss, backward, update): its loss and its seconds."""
+    t0 = time.perf_counter()
+    loss = loss_of(*inputs)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss, time.perf_counter() - t0
+
+
 def lockstep(args, flavour: str, steps: int) -> dict:
     """
     The official net, loss and optimizer against ir_d2's, on the same batches: the official
@@ -576,14 +586,6 @@ def lockstep(args, flavour: str, steps: int) -> dict:
     def segmentor_loss(batch):
         return sum(model(batch).values())
 
-    def train_step(opt, loss_of, *inputs):  # one side's whole step: forward, loss, backward, update
-        t0 = time.perf_counter()
-        loss = loss_of(*inputs)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss, time.perf_counter() - t0
-
     rows, seconds = [], {"official": [], "ir_d2": []}
     for step, batch in enumerate(batches):
         images = model.preprocess_image(batch)
@@ -594,9 +596,9 @@ def lockstep(args, flavour: str, steps: int) -> dict:
         }
         # the two sides in turn, the first one alternating (an order effect cancels out)
         order = ["ir_d2", "official"] if step % 2 == 0 else ["official", "ir_d2"]
-        done = {side: train_step(*sides[side]) for side in order}
+        done = {side: _train_step(*sides[side]) for side in order}
         (ours, t_ours), (theirs, t_theirs) = done["ir_d2"], done["official"]
-        again, _ = train_step(control_opt, official_loss, control, images.tensor, targets)
+        again, _ = _train_step(control_opt, official_loss, control, images.tensor, targets)
         seconds["ir_d2"].append(t_ours)
         seconds["official"].append(t_theirs)
         rows.append([step, *(float(x.detach()) for x in (theirs, ours, again))])
@@ -667,10 +669,7 @@ class _OfficialSteps(HookBase):
             images = model.preprocess_image(self.recording.last)
             targets, _ = model.prepare_targets(self.recording.last, images)
         for name, (net, opt) in self.sides.items():
-            loss = self.loss_of(net, images.tensor, targets)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss, _ = _train_step(opt, self.loss_of, net, images.tensor, targets)
             self.losses[name].append(float(loss.detach()))
 
 
@@ -709,6 +708,8 @@ def coupled(args, flavour: str, out: Path) -> dict:
     report["code"] = code_version()  # the digest of ir_d2/ and configs/ that trained
     report |= {"iterations": total, "finished": False, "curve": []}
 
+    loader = IRTrainer.build_test_loader(cfg, TEST)  # the three sides' tests, every test
+
     def evaluate(trainer):
         point = {}
         for side in COUPLED_SIDES:
@@ -716,7 +717,6 @@ def coupled(args, flavour: str, out: Path) -> dict:
             if side in sides:
                 probe.net.load_state_dict(official_to_ir_d2(sides[side][0].state_dict()))
                 model = probe
-            loader = IRTrainer.build_test_loader(cfg, TEST)
             metrics = inference_on_dataset(model, loader, build_irstd_evaluator(cfg, TEST))
             point[side] = {k: round(metrics["irstd"][k], 2) for k in METRICS}
             losses = steps.losses.get(side)
@@ -1381,12 +1381,14 @@ def run_seed(args, out: Path, nudt: Path, flavour: str) -> dict:
 
 def run_coupled(args, out: Path, flavour: str, checks: dict) -> dict:
     """:func:`coupled` into ``out`` (``bench_parity_coupled.{json,md,png}``, the checks' report
-    beside it); with ``--resume`` a finished coupled report of the same conditions is kept."""
+    beside it); with ``--resume`` a finished coupled report of the same conditions and code
+    (:func:`_common.code_version`, as :func:`_common.saved_result` keeps a side) is kept."""
     path = out / "bench_parity_coupled.json"
     expected = conditions(args) | {"coupled": True}
     if args.resume and path.is_file():
         kept = json.loads(path.read_text())
-        if kept.get("tool") == TOOL and kept.get("finished") and kept["conditions"] == expected:
+        same = kept.get("conditions") == expected and kept.get("code") == code_version()
+        if kept.get("tool") == TOOL and kept.get("finished") and same:
             print(f"kept {path} (--resume)")
             return kept
     report = coupled(args, flavour, out)
