@@ -62,7 +62,7 @@ the same batch; all three are scored by IRSTDEvaluator every ``--eval-every`` ep
 With the initial draw and every batch shared, only the arithmetic differs, and the control
 shows how far the official code drifts from itself by rounding alone. ``--summarise`` over
 several seeds' coupled folders sets each seed's ir_d2 minus official beside its control minus
-official, as means over the seeds with bootstrap intervals (``bench_parity_coupled_seeds``).
+official, as means over the seeds with Student t intervals (``bench_parity_coupled_seeds``).
 
     ... --crop 256 --epochs 3 --eval-every 3 --lockstep 0 --augmentation-samples 0 --coupled
 """
@@ -1122,14 +1122,18 @@ def seeds_plot(report, path: Path) -> None:
     _finish_plot(fig, ax, f"{report['flavour']}, {len(report['seeds'])} seeds: {TEST}", path)
 
 
-def paired_difference(differences, draws: int = 20000, seed: int = 0) -> dict:
+def paired_difference(differences) -> dict:
     """The mean of per-seed differences (coupled runs: each seed's ir_d2 minus its official
-    code) with a 95% bootstrap interval (the seeds resampled with replacement; ``seed`` fixes the
-    draws), and the verdict against the 2-point goal: parity shown when the interval lies within
-    +-GOAL_POINTS, a difference when it excludes 0, else not resolved."""
+    code) with its 95% Student t interval (mean +- t(0.975, n-1) s / sqrt(n): the seeds'
+    differences taken as normal; a percentile bootstrap over three seeds is the range of the
+    seeds, not a 95% interval), how many seeds lie within +-GOAL_POINTS, and the verdict against
+    the 2-point goal: parity shown when the interval lies within +-GOAL_POINTS, a difference
+    when it excludes 0, else not resolved."""
+    from scipy.stats import t as student_t
+
     d = np.asarray(differences, np.float64)
-    boot = np.random.default_rng(seed).choice(d, (draws, len(d))).mean(1)
-    low, high = np.percentile(boot, [2.5, 97.5])
+    half = student_t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    low, high = d.mean() - half, d.mean() + half
     if -GOAL_POINTS <= low and high <= GOAL_POINTS:
         verdict = f"parity shown: the 95% interval lies within +-{GOAL_POINTS:g} points"
     elif low > 0 or high < 0:
@@ -1140,6 +1144,7 @@ def paired_difference(differences, draws: int = 20000, seed: int = 0) -> dict:
         "mean": round(float(d.mean()), 2),
         "mean_absolute": round(float(np.abs(d).mean()), 2),
         "interval_95": [round(float(low), 2), round(float(high), 2)],
+        "seeds_within_goal": f"{int((np.abs(d) <= GOAL_POINTS).sum())} of {len(d)}",
         "verdict": verdict,
     }
 
@@ -1198,6 +1203,7 @@ def coupled_seeds_markdown(report) -> str:
     def text(d):
         return (
             f"{d['mean']} [{d['interval_95'][0]}, {d['interval_95'][1]}], |.| {d['mean_absolute']}"
+            f", within {GOAL_POINTS:g}: {d['seeds_within_goal']}"
         )
 
     rows = [
@@ -1205,7 +1211,8 @@ def coupled_seeds_markdown(report) -> str:
         + [text(p["control_minus_official"])]
         for p in report["points"]
     ]
-    header = ["iteration", "ir_d2 - official: mean [95% interval], mean absolute", "verdict"]
+    header = ["iteration", "ir_d2 - official: mean [95% t interval], mean absolute, seeds within"]
+    header += ["verdict"]
     header += ["official weights rounded - official (the control)"]
     per_seed = markdown_table(
         ["seed", *(f"{p['iteration']}: official / rounded / ir_d2" for p in report["points"])],

@@ -644,7 +644,7 @@ def _coupled_report(seed, curve, finished=True):
 
 def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_path, capsys):
     """Coupled runs over seeds: each seed's ir_d2 minus its official code, and the control minus
-    the official code, as a mean with a bootstrap interval over the seeds and a verdict against
+    the official code, as a mean with a Student t interval over the seeds and a verdict against
     the 2-point goal; an unfinished run, or coupled runs beside independent ones, are refused."""
     import bench_parity
 
@@ -652,9 +652,17 @@ def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_
 
     same = bench_parity.paired_difference([0.5, 0.5, 0.5])
     assert same["interval_95"] == [0.5, 0.5] and same["verdict"].startswith("parity shown")
+    # [5, 6, 7]: mean 6, s = 1, t(0.975, 2) = 4.3027: 6 -+ 4.3027 / sqrt(3) = 6 -+ 2.4841
     apart = bench_parity.paired_difference([5.0, 6.0, 7.0])
-    assert apart["mean"] == 6.0 and 5.0 <= apart["interval_95"][0] <= apart["interval_95"][1] <= 7
-    assert apart["verdict"].startswith("the codes differ")
+    assert apart["mean"] == 6.0 and apart["interval_95"] == [3.52, 8.48]
+    assert (
+        apart["verdict"].startswith("the codes differ") and apart["seeds_within_goal"] == "0 of 3"
+    )
+    # every seed within 2 points, but three seeds this far apart do not bound the mean:
+    # mean 0.5, s = 1.3229, half width 4.3027 * 1.3229 / sqrt(3) = 3.2863
+    spread = bench_parity.paired_difference([-1.0, 1.5, 1.0])
+    assert spread["interval_95"] == [-2.79, 3.79] and spread["seeds_within_goal"] == "3 of 3"
+    assert spread["verdict"].startswith("not resolved")
     wide = bench_parity.paired_difference([-6.0, 5.0, 1.0])
     assert wide["mean"] == 0.0 and wide["mean_absolute"] == 4.0
     assert wide["verdict"].startswith("not resolved")
