@@ -792,7 +792,8 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
     """The coupled crop-256 runs live in ``benchmarks/results/parity_dnanet_coupled_crop256/
     seed<k>/bench_parity_coupled.json``. Each row of the README's coupled table (``| coupled
     run |``) is a finished record's test, to the digit, the differences its own; every test of
-    every record is in the table, each run under the one recipe and by one code."""
+    every record is in the table, each run under the one recipe and by one code; the summary the
+    README quotes is ``--summarise``'s over the records that share an iteration."""
     import bench_parity
 
     root = REPO_ROOT / "benchmarks/results/parity_dnanet_coupled_crop256"
@@ -804,7 +805,7 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
     rows = set()
     for line in itertools.takewhile(lambda s: s.startswith("|"), lines[start + 2 :]):
         rows.add(tuple(c.strip() for c in line.strip("|").split("|")[:7]))
-    found, codes = set(), set()
+    found, codes, at = set(), set(), {}  # at: the records that scored each iteration
     for path in sorted(root.glob("seed*/bench_parity_coupled.json")):
         report = json.loads(path.read_text())
         c = report["conditions"]
@@ -818,8 +819,22 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
                 f"{d:+.2f}" for d in (iou[2] - iou[0], iou[1] - iou[0])
             ]
             found.add((f"seed {c['seed']}", str(point["iteration"]), *cells))
+            at.setdefault(point["iteration"], []).append((report, path))
     assert found and rows == found  # every row has its record and every test its row
     assert len(codes) == 1
+    text = " ".join("\n".join(lines).split())
+    for iteration, records in at.items():
+        if len(records) < 2:
+            continue
+        summary = bench_parity.coupled_seeds_report(*zip(*records))
+        (point,) = [p for p in summary["points"] if p["iteration"] == iteration]
+        ours, control = point["ir_d2_minus_official"], point["control_minus_official"]
+        (low, high), mean = ours["interval_95"], ours["mean"]
+        assert f"{mean:+.2f} with a 95% Student t interval of [{low:.2f}, {high:.2f}]" in text
+        (low, high), mean = control["interval_95"], control["mean"]
+        assert f"the control {mean:+.2f} [{low:.2f}, {high:.2f}]" in text
+        absolute = (ours["mean_absolute"], control["mean_absolute"])
+        assert "{:.2f} points for ir_d2 and {:.2f} for the control".format(*absolute) in text
 
 
 def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(
