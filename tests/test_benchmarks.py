@@ -211,9 +211,30 @@ def _parity_report(seed, official, ours, epochs=6, eval_every=6, lr=0.001):
     )
 
 
+def test_the_welch_interval_in_closed_form():
+    """Independent seeds: the difference of means +- t(0.975, df) se with Welch's df. Equal
+    variances and counts make df 2(n - 1), the pooled two-sample t interval; one side constant
+    makes it the other side's one-sample t interval; both constant, the difference itself."""
+    import bench_parity
+    from scipy.stats import t as student_t
+
+    from ir_d2.utils.cli import CommandLineError
+
+    low, high = bench_parity.welch_interval([0.0, 2.0], [1.0, 3.0])  # se sqrt(2), df 2
+    half = 4.302652729911275 * 2**0.5  # t(0.975, 2), from tables
+    assert (low, high) == pytest.approx((1 - half, 1 + half))
+    ours = [3.0, 5.0, 10.0]  # mean 6, s^2 13: against a constant, t(0.975, 2) sqrt(13 / 3)
+    low, high = bench_parity.welch_interval([4.0, 4.0, 4.0], ours)
+    half = student_t.ppf(0.975, 2) * (13 / 3) ** 0.5
+    assert (low, high) == pytest.approx((2 - half, 2 + half))
+    assert bench_parity.welch_interval([1.0, 1.0], [2.5, 2.5]) == (1.5, 1.5)
+    with pytest.raises(CommandLineError, match="at least two seeds a side"):
+        bench_parity.mean_difference([1.0], [2.0, 3.0])
+
+
 def test_bench_parity_sets_seeds_side_by_side_as_distributions(tmp_path, capsys):
     """Parity over seeds: each side's test IoU as a distribution at the iterations every run
-    scored, ir_d2's mean minus the official one with a bootstrap interval and an exact
+    scored, ir_d2's mean minus the official one with a Welch t interval and an exact
     permutation p-value, and a verdict against the 2-point goal; runs of another recipe, a seed
     twice or no shared iteration are refused by name."""
     import bench_parity
@@ -230,7 +251,7 @@ def test_bench_parity_sets_seeds_side_by_side_as_distributions(tmp_path, capsys)
     far = bench_parity.mean_difference([50.0, 51, 52, 53, 54], [0.0, 1, 2, 3, 4])
     assert far["mean"] == -50.0 and far["permutation_p"] == round(2 / 252, 3)
     assert far["verdict"].startswith("the codes differ")
-    assert far["interval_95"][1] < -45  # every bootstrap draw lies far below 0
+    assert far["interval_95"] == [-52.31, -47.69]  # -50 +- t(0.975, 8) sqrt(2.5/5 + 2.5/5)
     close = bench_parity.mean_difference([20.0, 20.5, 21, 20.2], [20.1, 20.4, 20.9, 20.6])
     assert close["verdict"].startswith("parity shown")
     assert -2 <= close["interval_95"][0] <= close["mean"] <= close["interval_95"][1] <= 2
@@ -666,6 +687,16 @@ def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_
     wide = bench_parity.paired_difference([-6.0, 5.0, 1.0])
     assert wide["mean"] == 0.0 and wide["mean_absolute"] == 4.0
     assert wide["verdict"].startswith("not resolved")
+    # |ir_d2 - official| - |control - official| per seed: [-2, -3, -4], mean -3, s = 1,
+    # -3 -+ 4.3027 / sqrt(3); the signs of the differences do not count, their sizes do
+    closer = bench_parity.distance_excess([1.0, -1.0, 0.5], [3.0, 4.0, -4.5])
+    assert closer["mean"] == -3.0 and closer["interval_95"] == [-5.48, -0.52]
+    assert closer["seeds_closer"] == "3 of 3" and "closer to the official" in closer["verdict"]
+    further = bench_parity.distance_excess([3.0, 4.0, -4.5], [1.0, -1.0, 0.5])
+    assert further["interval_95"] == [0.52, 5.48] and further["seeds_closer"] == "0 of 3"
+    assert "further from the official" in further["verdict"]
+    alike = bench_parity.distance_excess([0.5, -1.0, 1.0], [-0.5, 1.0, 0.0])  # [0, 0, 1]
+    assert alike["interval_95"] == [-1.1, 1.77] and "as far" in alike["verdict"]
 
     folders = []
     curves = [  # seed 0 scored at 330 and 825, the others at 825 only
@@ -684,6 +715,7 @@ def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_
     assert point["iteration"] == 825 and point["IoU"]["ir_d2"] == [48.5, 49.0, 46.0]
     assert point["ir_d2_minus_official"] == bench_parity.paired_difference([0.5, -1.0, 1.0])
     assert point["control_minus_official"] == bench_parity.paired_difference([-0.5, 1.0, 0.0])
+    assert point["distance_excess"] == bench_parity.distance_excess([0.5, -1.0, 1.0], [-0.5, 1, 0])
     assert point["ir_d2_minus_official"]["mean_absolute"] == 0.83
     text = (out / "bench_parity_coupled_seeds.md").read_text()
     assert "| 1 | 50.0 / 51.0 / 49.0 |" in text and text in capsys.readouterr().out
@@ -835,6 +867,11 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
         assert f"the control {mean:+.2f} [{low:.2f}, {high:.2f}]" in text
         absolute = (ours["mean_absolute"], control["mean_absolute"])
         assert "{:.2f} points for ir_d2 and {:.2f} for the control".format(*absolute) in text
+        (low, high), mean = (
+            point["distance_excess"]["interval_95"],
+            point["distance_excess"]["mean"],
+        )
+        assert f"official|: it averages {mean:+.2f} [{low:.2f}, {high:.2f}]" in text
 
 
 def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(
