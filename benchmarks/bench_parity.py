@@ -48,7 +48,7 @@ Under the reduced recipe an empty prediction is a minimum of the batch Soft-IoU 
 enter and leave at random iterations, so one seed per side cannot show parity (one code against
 itself differs by 27 points). ``--seeds`` runs several seeds (each in ``<output>/seed<N>``, kept
 with ``--resume``) and sets them side by side in ``bench_parity_seeds.{json,md,png}``: each
-side's test IoU over the seeds, ir_d2's mean minus the official code's with a 95% bootstrap
+side's test IoU over the seeds, ir_d2's mean minus the official code's with a 95% Welch t
 interval and an exact permutation p-value, and a verdict against the 2-point goal.
 ``--summarise`` does the same over reports already written (seeds run with different
 ``--epochs`` or ``--eval-every`` meet at the iterations they all scored).
@@ -62,7 +62,8 @@ the same batch; all three are scored by IRSTDEvaluator every ``--eval-every`` ep
 With the initial draw and every batch shared, only the arithmetic differs, and the control
 shows how far the official code drifts from itself by rounding alone. ``--summarise`` over
 several seeds' coupled folders sets each seed's ir_d2 minus official beside its control minus
-official, as means over the seeds with Student t intervals (``bench_parity_coupled_seeds``).
+official, as means over the seeds with Student t intervals, and how much further ir_d2 lies
+from the official code than the control does (``bench_parity_coupled_seeds``).
 
     ... --crop 256 --epochs 3 --eval-every 3 --lockstep 0 --augmentation-samples 0 --coupled
 """
@@ -985,10 +986,12 @@ def welch_interval(official, ours) -> tuple[float, float]:
     unequal variances: the difference of means +- t(0.975, df) se, se^2 = s_a^2/n_a + s_b^2/n_b,
     df by Welch-Satterthwaite). A percentile bootstrap over three seeds a side only spans the
     seeds' own means and reads narrower than a 95% interval. With both sides constant the
-    interval is the difference itself."""
+    interval is the difference itself; fewer than two seeds a side: CommandLineError."""
     from scipy.stats import t as student_t
 
     a, b = np.asarray(official, np.float64), np.asarray(ours, np.float64)
+    if min(len(a), len(b)) < 2:
+        raise CommandLineError("a difference of means needs at least two seeds a side")
     delta = float(b.mean() - a.mean())
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     if va + vb == 0:
@@ -1005,11 +1008,9 @@ def mean_difference(official, ours, draws: int = 20000, seed: int = 0) -> dict:
     ``draws`` random ones; ``seed`` fixes those). The verdict: parity shown when the interval
     lies within +-GOAL_POINTS; the codes differ when p < 0.05; else not resolved."""
     a, b = np.asarray(official, np.float64), np.asarray(ours, np.float64)
-    if min(len(a), len(b)) < 2:
-        raise CommandLineError("a difference of means needs at least two seeds a side")
+    low, high = welch_interval(a, b)
     delta = float(b.mean() - a.mean())
     rng = np.random.default_rng(seed)
-    low, high = welch_interval(a, b)
     pooled, n = np.concatenate([a, b]), len(a) + len(b)
     if math.comb(n, len(b)) <= draws:  # (splits, len(b)): the indices labelled ir_d2's
         chosen = np.array(list(itertools.combinations(range(n), len(b))))

@@ -871,7 +871,7 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
             point["distance_excess"]["interval_95"],
             point["distance_excess"]["mean"],
         )
-        assert f"official|: it averages {mean:+.2f} [{low:.2f}, {high:.2f}]" in text
+        assert f"averages {mean:+.2f} [{low:.2f}, {high:.2f}]" in text
 
 
 def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(
