@@ -1180,11 +1180,13 @@ def paired_difference(differences) -> dict:
     code) with its 95% Student t interval (mean +- t(0.975, n-1) s / sqrt(n): the seeds'
     differences taken as normal; a percentile bootstrap over three seeds is the range of the
     seeds, not a 95% interval), how many seeds lie within +-GOAL_POINTS, and the verdict against
-    the 2-point goal: parity shown when the interval lies within +-GOAL_POINTS, a difference
-    when it excludes 0, else not resolved."""
+    the 2-point goal: parity shown when the interval of three seeds or more lies within
+    +-GOAL_POINTS, a difference when it excludes 0, else not resolved."""
     d = np.asarray(differences, np.float64)
     low, high = _t_interval(d)
-    if -GOAL_POINTS <= low and high <= GOAL_POINTS:
+    if len(d) < 3:  # two equal differences make a zero-width interval by chance
+        verdict = "not resolved: two seeds cannot bound the mean"
+    elif -GOAL_POINTS <= low and high <= GOAL_POINTS:
         verdict = f"parity shown: the 95% interval lies within +-{GOAL_POINTS:g} points"
     elif low > 0 or high < 0:
         verdict = "the codes differ: the 95% interval excludes 0"

@@ -684,6 +684,8 @@ def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_
     spread = bench_parity.paired_difference([-1.0, 1.5, 1.0])
     assert spread["interval_95"] == [-2.79, 3.79] and spread["seeds_within_goal"] == "3 of 3"
     assert spread["verdict"].startswith("not resolved")
+    twice = bench_parity.paired_difference([-1.19, -1.19])  # zero width, yet only two seeds
+    assert twice["interval_95"] == [-1.19, -1.19] and twice["verdict"].startswith("not resolved")
     wide = bench_parity.paired_difference([-6.0, 5.0, 1.0])
     assert wide["mean"] == 0.0 and wide["mean_absolute"] == 4.0
     assert wide["verdict"].startswith("not resolved")
