@@ -697,8 +697,16 @@ def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_
     further = bench_parity.distance_excess([3.0, 4.0, -4.5], [1.0, -1.0, 0.5])
     assert further["interval_95"] == [0.52, 5.48] and further["seeds_closer"] == "0 of 3"
     assert "further from the official" in further["verdict"]
-    alike = bench_parity.distance_excess([0.5, -1.0, 1.0], [-0.5, 1.0, 0.0])  # [0, 0, 1]
-    assert alike["interval_95"] == [-1.1, 1.77] and "as far" in alike["verdict"]
+    # [0, 0, 1]: mean 1/3, s = 0.5774, half width 4.3027 * 0.5774 / sqrt(3) = 1.4342: the upper
+    # end 1.77 within the 2-point margin, the lower end below 0
+    alike = bench_parity.distance_excess([0.5, -1.0, 1.0], [-0.5, 1.0, 0.0])
+    assert alike["interval_95"] == [-1.1, 1.77] and alike["verdict"].startswith("parity shown")
+    # [3, 0, 0]: mean 1, s = sqrt(3), half width 4.3027: the upper end 5.30 above the margin
+    loose = bench_parity.distance_excess([3.0, -1.0, 0.5], [0.0, 1.0, -0.5])
+    assert loose["interval_95"] == [-3.3, 5.3] and "as far" in loose["verdict"]
+    # [0, 0.2]: mean 0.1, s = 0.1414, t(0.975, 1) = 12.706: [-1.17, 1.37], yet only two seeds
+    two = bench_parity.distance_excess([1.0, 1.2], [1.0, -1.0])
+    assert two["interval_95"] == [-1.17, 1.37] and "as far" in two["verdict"]
 
     folders = []
     curves = [  # seed 0 scored at 330 and 825, the others at 825 only
@@ -719,9 +727,28 @@ def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_
     assert point["control_minus_official"] == bench_parity.paired_difference([-0.5, 1.0, 0.0])
     assert point["distance_excess"] == bench_parity.distance_excess([0.5, -1.0, 1.0], [-0.5, 1, 0])
     assert point["ir_d2_minus_official"]["mean_absolute"] == 0.83
+    assert report["final"] == {"iterations": [825] * 3} | {
+        k: v for k, v in point.items() if k != "iteration"
+    }
     text = (out / "bench_parity_coupled_seeds.md").read_text()
-    assert "| 1 | 50.0 / 51.0 / 49.0 |" in text and text in capsys.readouterr().out
+    assert "| 1 | 50.0 / 51.0 / 49.0 | 825: 50.0 / 51.0 / 49.0 |" in text
+    assert text in capsys.readouterr().out
     assert json.loads((out / "bench_parity_coupled_seeds.json").read_text())["seeds"] == [0, 1, 2]
+    # runs of different lengths share no iteration; they pool at each seed's last test
+    shorter = tmp_path / "seed3"
+    shorter.mkdir()
+    report3 = _coupled_report(3, {330: (20.0, 23.0, 20.5)})
+    report3["conditions"] |= {"epochs": 2, "eval_every": 2}
+    (shorter / "bench_parity_coupled.json").write_text(json.dumps(report3))
+    mixed = bench_parity.main(["--summarise", *folders[1:], str(shorter), "--output", str(out)])
+    assert mixed["points"] == [] and mixed["final"]["iterations"] == [825, 825, 330]
+    assert mixed["final"]["ir_d2_minus_official"] == bench_parity.paired_difference([-1, 1, 0.5])
+    assert mixed["final"]["distance_excess"] == bench_parity.distance_excess(
+        [-1, 1, 0.5], [1, 0, 3]
+    )
+    text = (out / "bench_parity_coupled_seeds.md").read_text()
+    assert "| each seed's last test (825, 825, 330) | 0.17 [-2.42, 2.75], mean abs 0.83" in text
+    assert "| 3 | 330: 20.0 / 23.0 / 20.5 |" in text
 
     unfinished = tmp_path / "unfinished.json"
     unfinished.write_text(json.dumps(_coupled_report(5, {825: (1.0, 1.0, 1.0)}, finished=False)))
@@ -840,8 +867,10 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
     for line in itertools.takewhile(lambda s: s.startswith("|"), lines[start + 2 :]):
         rows.add(tuple(c.strip() for c in line.strip("|").split("|")[:7]))
     found, codes, at = set(), set(), {}  # at: the records that scored each iteration
+    every = []
     for path in sorted(root.glob("seed*/bench_parity_coupled.json")):
         report = json.loads(path.read_text())
+        every.append((report, path))
         c = report["conditions"]
         assert report["tool"] == bench_parity.TOOL and report["finished"], path
         assert path.parent.name == f"seed{c['seed']}", path
@@ -874,6 +903,18 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
             point["distance_excess"]["mean"],
         )
         assert f"averages {mean:+.2f} [{low:.2f}, {high:.2f}]" in text
+    # every seed at its last test, whatever its length: the pooled figures and their verdicts
+    final = bench_parity.coupled_seeds_report(*zip(*every))["final"]
+    figures = [
+        "{:+.2f} [{:.2f}, {:.2f}]".format(final[key]["mean"], *final[key]["interval_95"])
+        for key in ("ir_d2_minus_official", "control_minus_official", "distance_excess")
+    ]
+    assert (
+        f"pooled over all {len(every)} seeds at their last test: ir_d2 - official {figures[0]}, "
+        f"the control {figures[1]}, ir_d2's distance minus the control's {figures[2]}"
+    ) in text
+    verdict = final["distance_excess"]["verdict"]
+    assert verdict.startswith("parity shown") == ("pooled parity shown" in text)
 
 
 def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(

@@ -5,6 +5,7 @@ trains it, and the optimizer settings behind the study that once found it stuck.
 """
 
 import torch
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
 from ir_d2.engine.defaults import setup_cfg
@@ -32,7 +33,9 @@ def test_switching_the_optimizer_takes_that_optimizers_own_eps():
 
 
 def _final_head_losses(cfg, iterations: int):
-    torch.manual_seed(0)
+    # every generator the run draws from (torch: the init; numpy: the loader's sampler seed;
+    # random: the augmentations), so that the run does not depend on the tests before it
+    seed_all_rng(0)
     trainer = IRTrainer(cfg)
     trainer.resume_or_load(resume=False)
     with EventStorage(0) as trainer.storage:
@@ -42,9 +45,12 @@ def _final_head_losses(cfg, iterations: int):
 
 
 def test_the_aff_unet_leaves_the_soft_iou_plateau(tmp_path):
-    cfg = setup_cfg(AFF, SMALL + ["SOLVER.MAX_ITER", 260, "OUTPUT_DIR", str(tmp_path)])
+    cfg = setup_cfg(AFF, SMALL + ["SOLVER.MAX_ITER", 400, "OUTPUT_DIR", str(tmp_path)])
     assert cfg.MODEL.IRSTD.INIT == "xavier" and cfg.MODEL.IRSTD.DEEP_SUPERVISION  # its own keys
-    losses = _final_head_losses(cfg, 260)  # about 45 s on a 2-core CPU
-    first, last = sum(losses[:10]) / 10, sum(losses[-20:]) / 20
+    losses = _final_head_losses(cfg, 400)  # about 50 s on a 2-core CPU
+    # when the run leaves the plateau depends on the seed and the CPU's arithmetic (iterations
+    # 100-260 for seeds 0 and 1 on a 2-core Intel CPU), so the bar is the mean of the last 100
+    # iterations (0.61-0.63 there), where a run stuck on the plateau stays above 0.95
+    first, last = sum(losses[:10]) / 10, sum(losses[-100:]) / 100
     assert first > 0.95  # the plateau: 1 - (I + 1) / (U + 1) with almost no overlap
-    assert last < 0.85, (first, last)  # left it: the final head overlaps the targets
+    assert last < 0.8, (first, last)  # left it: the final head overlaps the targets
