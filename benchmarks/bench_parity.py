@@ -966,6 +966,9 @@ SEED_KEYS = ("seed", "epochs", "eval_every")
 EMPTY_IOU = 1.0
 #: the goal: ir_d2's mean test IoU within this many points of the official code's
 GOAL_POINTS = 2.0
+#: the fewest seeds a t interval needs for a verdict of parity (two equal differences make a
+#: zero-width interval by chance)
+VERDICT_SEEDS = 3
 
 
 def distribution(values) -> dict:
@@ -1169,7 +1172,7 @@ def distance_excess(ours, control) -> dict:
         verdict = "ir_d2 further from the official code than its rounded copy"
     elif high < 0:
         verdict = "ir_d2 closer to the official code than its rounded copy"
-    elif len(e) >= 3 and high <= GOAL_POINTS:
+    elif len(e) >= VERDICT_SEEDS and high <= GOAL_POINTS:
         verdict = (
             f"parity shown: ir_d2 at most {GOAL_POINTS:g} points further from the official code"
             " than its rounded copy (the 95% interval's upper end)"
@@ -1193,8 +1196,8 @@ def paired_difference(differences) -> dict:
     +-GOAL_POINTS, a difference when it excludes 0, else not resolved."""
     d = np.asarray(differences, np.float64)
     low, high = _t_interval(d)
-    if len(d) < 3:  # two equal differences make a zero-width interval by chance
-        verdict = "not resolved: two seeds cannot bound the mean"
+    if len(d) < VERDICT_SEEDS:
+        verdict = f"not resolved: {len(d)} seeds cannot bound the mean"
     elif -GOAL_POINTS <= low and high <= GOAL_POINTS:
         verdict = f"parity shown: the 95% interval lies within +-{GOAL_POINTS:g} points"
     elif low > 0 or high < 0:
@@ -1232,16 +1235,20 @@ def _same_recipe(reports, names):
 
 def _coupled_point(at) -> dict:
     """The three sides' test IoUs of one curve point a seed (``at``), and over the seeds the
-    official code's distance to ir_d2 and to its own control (:func:`paired_difference` of
-    each) and how much further ir_d2 lies than the control (:func:`distance_excess`)."""
+    official code's distance to ir_d2 and to its own control, ir_d2's to the control
+    (:func:`paired_difference` of each) and how much further ir_d2 lies from the official code
+    than the control (:func:`distance_excess`)."""
     iou = {side: [p[side]["IoU"] for p in at] for side in COUPLED_SIDES}
+    pairs = [("ir_d2", "official"), ("control", "official"), ("ir_d2", "control")]
     minus = {
-        side: [b - a for a, b in zip(iou["official"], iou[side])] for side in ("ir_d2", "control")
+        f"{side}_minus_{base}": [b - a for a, b in zip(iou[base], iou[side])]
+        for side, base in pairs
     }
+    excess = distance_excess(minus["ir_d2_minus_official"], minus["control_minus_official"])
     return (
         {"IoU": iou}
-        | {f"{side}_minus_official": paired_difference(d) for side, d in minus.items()}
-        | {"distance_excess": distance_excess(minus["ir_d2"], minus["control"])}
+        | {k: paired_difference(d) for k, d in minus.items()}
+        | {"distance_excess": excess}
     )
 
 
@@ -1279,8 +1286,9 @@ def coupled_seeds_markdown(report) -> str:
         return f"{d['mean']} [{low}, {high}], closer in {d['seeds_closer']}: {d['verdict']}"
 
     def row(name, p):
-        return [name, text(p["ir_d2_minus_official"]), p["ir_d2_minus_official"]["verdict"]] + [
-            text(p["control_minus_official"]),
+        ours = p["ir_d2_minus_official"]
+        return [name, text(ours), ours["verdict"], text(p["control_minus_official"])] + [
+            text(p["ir_d2_minus_control"]),
             excess(p["distance_excess"]),
         ]
 
@@ -1290,7 +1298,7 @@ def coupled_seeds_markdown(report) -> str:
     rows.append(row(f"each seed's last test ({last})", final))
     header = ["iteration", "ir_d2 - official: mean [95% t interval], mean absolute, seeds within"]
     header += ["verdict"]
-    header += ["official weights rounded - official (the control)"]
+    header += ["official weights rounded - official (the control)", "ir_d2 - control"]
     header += ["abs(ir_d2 - official) - abs(control - official) [95% t interval]"]
 
     def ious(p, i):

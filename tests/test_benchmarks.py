@@ -727,6 +727,7 @@ def test_bench_parity_sets_coupled_seeds_side_by_side_as_paired_differences(tmp_
     assert point["control_minus_official"] == bench_parity.paired_difference([-0.5, 1.0, 0.0])
     assert point["distance_excess"] == bench_parity.distance_excess([0.5, -1.0, 1.0], [-0.5, 1, 0])
     assert point["ir_d2_minus_official"]["mean_absolute"] == 0.83
+    assert point["ir_d2_minus_control"] == bench_parity.paired_difference([1.0, -2.0, 1.0])
     assert report["final"] == {"iterations": [825] * 3} | {
         k: v for k, v in point.items() if k != "iteration"
     }
@@ -913,8 +914,11 @@ def test_the_coupled_parity_records_in_the_repository_agree_with_their_table():
         f"pooled over all {len(every)} seeds at their last test: ir_d2 - official {figures[0]}, "
         f"the control {figures[1]}, ir_d2's distance minus the control's {figures[2]}"
     ) in text
-    verdict = final["distance_excess"]["verdict"]
-    assert verdict.startswith("parity shown") == ("pooled parity shown" in text)
+    assert f'"{final["distance_excess"]["verdict"]}"' in text  # quoted as --summarise gives it
+    below = final["ir_d2_minus_control"]
+    low, high = below["interval_95"]
+    quote = f"{below['mean']:+.2f} with its 95% t interval of [{low:.2f}, {high:.2f}]"
+    assert f"ir_d2 minus the control averages {quote}" in text
 
 
 def test_bench_cpu_memory_alternates_the_runs_and_reports_the_ratio_of_medians(
